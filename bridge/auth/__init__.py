@@ -1,0 +1,1 @@
+"""Who may publish and play: name rules, address lists (and, later, callbacks)."""

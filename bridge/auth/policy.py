@@ -1,0 +1,44 @@
+"""Pure policy checks: channel/key names and IP lists."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+_ID = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def valid_id(text: str, max_length: int) -> bool:
+    """Channel and key: letters, digits, '-' and '_', 1 to ``max_length`` characters."""
+    return 0 < len(text) <= max_length and _ID.fullmatch(text) is not None
+
+
+def parse_networks(text: str) -> tuple[Network, ...] | None:
+    """A list of IPs/CIDRs (v4 and v6), separated by commas or spaces. ``*`` means every
+    address and is returned as None."""
+    items = [item for item in text.replace(",", " ").split() if item]
+    if "*" in items:
+        return None
+    networks: list[Network] = []
+    for item in items:
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IP address or CIDR range") from None
+    return tuple(networks)
+
+
+def address_allowed(address: str, networks: tuple[Network, ...] | None) -> bool:
+    """Whether ``address`` is in ``networks`` (None = everyone). An IPv4-mapped IPv6 address
+    counts as its IPv4 form, as dual-stack sockets report IPv4 peers that way."""
+    if networks is None:
+        return True
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip.version == net.version and ip in net for net in networks)

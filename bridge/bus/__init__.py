@@ -1,0 +1,1 @@
+"""The bus: channel registry, streams with their GOP cache, and bounded readers."""

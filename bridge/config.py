@@ -1,0 +1,188 @@
+"""Settings: one table, read from flags, the environment, a TOML file and defaults.
+
+Strongest first: command-line flags, environment variables, ``--config FILE.toml``,
+defaults (/work/shared/CONTRACT.md). Every setting has an UPPER_SNAKE environment name and a
+``--lower-kebab`` flag. A bad value raises ``ConfigError`` naming the setting; the CLI prints
+it as one line.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from bridge.auth.policy import Network, parse_networks
+
+
+
+class ConfigError(ValueError):
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(f"{name}: {message}")
+        self.name = name
+
+
+def _int_range(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text.strip(), 10)
+        except ValueError:
+            raise ValueError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise ValueError(f"{value} is out of range ({low} to {high})")
+        return value
+
+    return parse
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text.strip(), 10)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a port number (0-65535)") from None
+    if not 0 <= value <= 65535:
+        raise ValueError(f"{value} is not a port number (0-65535)")
+    return value
+
+
+def _float_range(low: float, high: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text.strip())
+        except ValueError:
+            raise ValueError(f"{text!r} is not a number") from None
+        if not low <= value <= high:
+            raise ValueError(f"{value} is out of range ({low} to {high})")
+        return value
+
+    return parse
+
+
+def _yes_no(text: str) -> bool:
+    value = text.strip().upper()
+    if value in ("YES", "TRUE", "1", "ON"):
+        return True
+    if value in ("NO", "FALSE", "0", "OFF"):
+        return False
+    raise ValueError(f"{text!r} is not YES or NO")
+
+
+def _text(text: str) -> str:
+    return text.strip()
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: str
+    parse: Callable[[str], Any]
+    help: str
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.lower().replace("_", "-")
+
+    @property
+    def attr(self) -> str:
+        return self.name.lower()
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("RTMP_PORT", "1935", _port, "plain RTMP listener port (0 = off)"),
+    Setting("BIND_ADDRESS", "", _text, "address every listener binds to (empty = all interfaces)"),
+    Setting("RTMP_CHUNK_SIZE", "4096", _int_range(128, 65536), "outgoing RTMP chunk size"),
+    Setting(
+        "RTMP_PLAY_WHITELIST",
+        "*",
+        parse_networks,
+        "IPs/CIDRs (v4 and v6, comma separated) allowed to play RTMP; * = everyone",
+    ),
+    Setting("ID_MAX_LENGTH", "128", _int_range(1, 1024), "max length of a channel or key"),
+    Setting(
+        "GOP_CACHE_SIZE_MB",
+        "256",
+        _int_range(0, 65536),
+        "per-stream cache of the latest GOP in MiB (0 = off)",
+    ),
+    Setting(
+        "UNPUBLISH_GRACE_SECONDS",
+        "5",
+        _float_range(0, 3600),
+        "how long players wait for a publisher that left to come back before they are told "
+        "the stream ended",
+    ),
+    Setting("LOG_REQUESTS", "YES", _yes_no, "log one line per session open and close"),
+    Setting("LOG_DEBUG", "NO", _yes_no, "debug logging"),
+)
+
+_BY_NAME = {setting.name: setting for setting in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Config:
+    rtmp_port: int
+    bind_address: str
+    rtmp_chunk_size: int
+    rtmp_play_whitelist: tuple[Network, ...] | None
+    id_max_length: int
+    gop_cache_size_mb: int
+    unpublish_grace_seconds: float
+    log_requests: bool
+    log_debug: bool
+
+    @property
+    def bind_host(self) -> str | None:
+        """The host for ``asyncio.start_server``: None binds every interface."""
+        return self.bind_address or None
+
+
+assert {f.name for f in fields(Config)} == {s.attr for s in SETTINGS}
+
+
+def _toml_values(path: str) -> dict[str, str]:
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except OSError as exc:
+        raise ConfigError("--config", f"cannot read {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("--config", f"{path} is not valid TOML: {exc}") from None
+    values: dict[str, str] = {}
+    for key, value in data.items():
+        name = key.upper().replace("-", "_")
+        if name not in _BY_NAME:
+            raise ConfigError(name, f"unknown setting in {path}")
+        if isinstance(value, bool):
+            values[name] = "YES" if value else "NO"
+        elif isinstance(value, list):
+            values[name] = ",".join(str(item) for item in value)
+        else:
+            values[name] = str(value)
+    return values
+
+
+def load(
+    flags: Mapping[str, str | None],
+    environ: Mapping[str, str] | None = None,
+    config_file: str | None = None,
+) -> Config:
+    """Build the configuration. ``flags`` maps setting names to what the user gave on the
+    command line (None where nothing was given)."""
+    environ = os.environ if environ is None else environ
+    from_file = _toml_values(config_file) if config_file else {}
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        raw = flags.get(setting.name)
+        if raw is None:
+            raw = environ.get(setting.name)
+        if raw is None:
+            raw = from_file.get(setting.name)
+        if raw is None:
+            raw = setting.default
+        try:
+            values[setting.attr] = setting.parse(raw)
+        except ValueError as exc:
+            raise ConfigError(setting.name, str(exc)) from None
+    return Config(**values)

@@ -1,0 +1,55 @@
+"""The RTMP listener (and, with an SSL context, RTMPS: the same sessions over TLS)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from typing import TYPE_CHECKING
+
+from bridge.bus.registry import Registry
+from bridge.rtmp.session import RtmpSession
+
+if TYPE_CHECKING:
+    from bridge.config import Config
+
+log = logging.getLogger("bridge.rtmp")
+
+
+class RtmpServer:
+    def __init__(self, config: Config, registry: Registry, *, scheme: str = "rtmp", ssl_context: ssl.SSLContext | None = None) -> None:
+        self.config = config
+        self.registry = registry
+        self.scheme = scheme
+        self.ssl_context = ssl_context
+        self.sessions: set[RtmpSession] = set()
+        self._server: asyncio.Server | None = None
+
+    async def start(self, port: int) -> list[str]:
+        """Listen; returns the URLs listened on."""
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: RtmpSession(self.config, self.registry, self.sessions, self.scheme),
+            host=self.config.bind_host,
+            port=port,
+            ssl=self.ssl_context,
+            reuse_address=True,
+            ssl_handshake_timeout=10.0 if self.ssl_context else None,
+        )
+        urls = []
+        for sock in self._server.sockets:
+            host, bound_port = sock.getsockname()[:2]
+            shown = f"[{host}]" if ":" in host else host
+            urls.append(f"{self.scheme}://{shown}:{bound_port}")
+        return urls
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for session in list(self.sessions):
+            session.shutdown()
+        if self._server is not None:
+            try:
+                await asyncio.wait_for(self._server.wait_closed(), timeout=3.0)
+            except asyncio.TimeoutError:
+                log.warning("some RTMP connections did not close within 3 s")

@@ -1,0 +1,379 @@
+"""One RTMP connection on the server: the asyncio protocol around ``ServerConnection``.
+
+It only pumps bytes and events, talks to the bus, and owns the connection's IO concerns:
+timeouts, back-pressure and the one log line at open and close. The same class serves RTMP
+and RTMPS (TLS is the transport's business).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from bridge.auth.policy import address_allowed, valid_id
+from bridge.bus.reader import Reader
+from bridge.bus.registry import PublishRefused, Registry
+from bridge.bus.stream import Stream
+from bridge.logs import SessionLog, peer_name
+from bridge.media.units import AUDIO, VIDEO, MediaUnit, Track
+from bridge.rtmp import egress
+from bridge.rtmp.connection import (
+    ConnectionFailed,
+    ConnectRequested,
+    Event,
+    HandshakeCompleted,
+    MediaReceived,
+    MetadataReceived,
+    PlayRequested,
+    PublishRequested,
+    ReceiveToggled,
+    ServerConnection,
+    StreamClosed,
+)
+from bridge.rtmp.ingest import FlvIngest
+
+if TYPE_CHECKING:
+    from bridge.config import Config
+
+log = logging.getLogger("bridge.rtmp")
+
+# A client must be publishing or playing this soon after it connects (covers a stalled
+# handshake and clients that connect and send nothing).
+SETUP_TIMEOUT = 10.0
+# A publisher that sends nothing for this long is gone.
+PUBLISH_IDLE_TIMEOUT = 30.0
+# A player whose socket has not drained for this long has stopped reading.
+PLAYER_STALL_TIMEOUT = 30.0
+TICK = 1.0
+# Transport buffer bounds: above HIGH we stop writing to this player and its bus queue
+# takes the overflow (dropping to the next keyframe), so a slow player never holds more.
+WRITE_HIGH = 2 * 1024 * 1024
+WRITE_LOW = 512 * 1024
+
+
+class _Player:
+    """The bus's view of one playing NetStream (a ``ReaderSink``)."""
+
+    def __init__(self, session: RtmpSession, stream_id: int, channel: str) -> None:
+        self.session = session
+        self.stream_id = stream_id
+        self.channel = channel
+        self.reader: Reader | None = None
+        self.started = False  # Play.Start sent
+        self.ended = False  # UnpublishNotify sent
+        self.sent_tracks: dict[str, Track] = {}
+        self.audio = True
+        self.video = True
+
+    def on_ready(self) -> None:
+        self.session.schedule_flush()
+
+    def on_publish_start(self) -> None:
+        conn = self.session.conn
+        if not self.started:
+            self.started = True
+            conn.accept_play(self.stream_id)
+            self.session.log.info("playing (publisher is live)")
+        elif self.ended:
+            self.ended = False
+            conn.resume_play(self.stream_id, f"{self.channel} is published again.")
+        # New publish, new sequence headers: send them again before its first units.
+        self.sent_tracks = {}
+        self.session.schedule_flush()
+
+    def on_publish_end(self) -> None:
+        if self.started and not self.ended:
+            self.ended = True
+            self.session.conn.end_play(self.stream_id, f"{self.channel} is unpublished.")
+            self.session.schedule_flush()
+
+    def on_refused(self, reason: str) -> None:
+        self.reader = None
+        self.session.conn.reject_play(self.stream_id, "NetStream.Play.BadName", reason)
+        self.session.close_after_flush(f"play refused: {reason}")
+
+    def write_item(self, write: asyncio.WriteTransport, item: object) -> None:
+        chunk_size = self.session.conn.chunk_size_out
+        if isinstance(item, MediaUnit):
+            track = item.track
+            kind = track.kind
+            if (kind == VIDEO and not self.video) or (kind == AUDIO and not self.audio):
+                return
+            if self.sent_tracks.get(kind) is not track:
+                self.sent_tracks[kind] = track
+                header = egress.sequence_header_chunks(
+                    track, egress._ms(item), chunk_size, self.stream_id
+                )
+                if header:
+                    write.write(header)
+            write.write(egress.unit_chunks(item, chunk_size, self.stream_id))
+        else:
+            write.write(egress.metadata_chunks(item, chunk_size, self.stream_id))  # type: ignore[arg-type]
+
+
+class RtmpSession(asyncio.Protocol):
+    def __init__(self, config: Config, registry: Registry, sessions: set[RtmpSession], scheme: str) -> None:
+        self.config = config
+        self.registry = registry
+        self.sessions = sessions
+        self.scheme = scheme
+        self.conn = ServerConnection(chunk_size=config.rtmp_chunk_size)
+        self.transport: asyncio.Transport | None = None
+        self.log = SessionLog(log, scheme, "?")
+        self.ip = ""
+        self.opened = time.monotonic()
+        self.last_input = self.opened
+        self.paused_since: float | None = None
+        self.stream: Stream | None = None  # what this session publishes
+        self.publish_stream_id = 0
+        self.ingest: FlvIngest | None = None
+        self.players: dict[int, _Player] = {}
+        self._flush_handle: asyncio.Handle | None = None
+        self._tick_handle: asyncio.TimerHandle | None = None
+        self._closing_reason: str | None = None
+        self._closed = False
+
+    # ------------------------------------------------------------------------- transport
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.set_write_buffer_limits(high=WRITE_HIGH, low=WRITE_LOW)
+        self.ip, shown = peer_name(transport.get_extra_info("peername"))
+        self.log.peer = shown
+        self.sessions.add(self)
+        if self.config.log_requests:
+            self.log.info("connected")
+        self._tick_handle = asyncio.get_running_loop().call_later(TICK, self._tick)
+
+    def data_received(self, data: bytes) -> None:
+        if self._closed:
+            return
+        self.last_input = time.monotonic()
+        events = self.conn.receive_data(data)
+        for event in events:
+            self._handle(event)
+            if self._closed:
+                return
+        self._send_pending()
+
+    def eof_received(self) -> bool | None:
+        self.close("client closed the connection")
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._finish("connection lost" + (f": {exc}" if exc else ""))
+
+    def pause_writing(self) -> None:
+        self.paused_since = time.monotonic()
+
+    def resume_writing(self) -> None:
+        self.paused_since = None
+        self.schedule_flush()
+
+    # ---------------------------------------------------------------------------- events
+
+    def _handle(self, event: Event) -> None:
+        if isinstance(event, MediaReceived):
+            self._on_media(event)
+        elif isinstance(event, MetadataReceived):
+            if self.stream is not None and event.stream_id == self.publish_stream_id:
+                self.stream.set_metadata(event.metadata)
+        elif isinstance(event, PublishRequested):
+            self._on_publish(event)
+        elif isinstance(event, PlayRequested):
+            self._on_play(event)
+        elif isinstance(event, StreamClosed):
+            self._on_stream_closed(event.stream_id)
+        elif isinstance(event, ReceiveToggled):
+            player = self.players.get(event.stream_id)
+            if player is not None:
+                if event.audio is not None:
+                    player.audio = event.audio
+                if event.video is not None:
+                    player.video = event.video
+        elif isinstance(event, ConnectRequested):
+            self.log.channel = event.app
+            self.log.debug("connect app=%r tcUrl=%r flashVer=%r", event.app, event.tc_url, event.flash_ver)
+        elif isinstance(event, HandshakeCompleted):
+            self.log.debug("handshake done (%s form)", "digest" if event.digest else "simple")
+        elif isinstance(event, ConnectionFailed):
+            self.close_after_flush(f"protocol error: {event.reason}")
+
+    def _on_media(self, event: MediaReceived) -> None:
+        stream, ingest = self.stream, self.ingest
+        if stream is None or ingest is None or event.stream_id != self.publish_stream_id:
+            return
+        for unit in ingest.feed(event.type_id, event.timestamp, event.payload):
+            stream.push(unit)
+        if ingest.notices:
+            for notice in ingest.notices:
+                self.log.warning("%s", notice)
+            ingest.notices.clear()
+
+    def _names_ok(self, channel: str, key: str) -> bool:
+        limit = self.config.id_max_length
+        return valid_id(channel, limit) and valid_id(key, limit)
+
+    def _on_publish(self, event: PublishRequested) -> None:
+        channel, key = event.app, event.name
+        self.log.channel = channel
+        if not self._names_ok(channel, key):
+            self._refuse_publish(event.stream_id, "NetStream.Publish.BadName", "invalid channel or key")
+            return
+        if self.stream is not None:
+            self._refuse_publish(event.stream_id, "NetStream.Publish.BadName", "this connection already publishes")
+            return
+        try:
+            stream = self.registry.start_publish(channel, key, self)
+        except PublishRefused:
+            self._refuse_publish(event.stream_id, "NetStream.Publish.BadName", "already publishing")
+            return
+        self.stream = stream
+        self.publish_stream_id = event.stream_id
+        self.ingest = FlvIngest()
+        self.log.info("publishing")
+        for pending in self.conn.accept_publish(event.stream_id):
+            self._handle(pending)
+
+    def _refuse_publish(self, stream_id: int, code: str, reason: str) -> None:
+        self.conn.reject_publish(stream_id, code, reason)
+        self.close_after_flush(f"publish refused: {reason}")
+
+    def _on_play(self, event: PlayRequested) -> None:
+        channel, key = event.app, event.name
+        self.log.channel = channel
+        if not address_allowed(self.ip, self.config.rtmp_play_whitelist):
+            self._refuse_play(event.stream_id, "NetStream.Play.Failed", "this address may not play")
+            return
+        if not self._names_ok(channel, key):
+            self._refuse_play(event.stream_id, "NetStream.Play.BadName", "invalid channel or key")
+            return
+        player = _Player(self, event.stream_id, channel)
+        self.players[event.stream_id] = player
+        reader = self.registry.attach(channel, player, key)
+        if reader is None:
+            del self.players[event.stream_id]
+            self._refuse_play(event.stream_id, "NetStream.Play.BadName", "wrong key")
+            return
+        player.reader = reader
+        if reader.stream.live:
+            player.on_publish_start()
+        else:
+            self.log.info("waiting for a publisher")
+
+    def _refuse_play(self, stream_id: int, code: str, reason: str) -> None:
+        self.conn.reject_play(stream_id, code, reason)
+        self.close_after_flush(f"play refused: {reason}")
+
+    def _on_stream_closed(self, stream_id: int) -> None:
+        if self.stream is not None and stream_id == self.publish_stream_id:
+            self._end_publish()
+            self.log.info("unpublished")
+        player = self.players.pop(stream_id, None)
+        if player is not None and player.reader is not None:
+            self.registry.detach(player.reader)
+            player.reader = None
+
+    def _end_publish(self) -> None:
+        stream, self.stream, self.ingest = self.stream, None, None
+        if stream is not None:
+            self.registry.end_publish(stream, self)
+
+    # ---------------------------------------------------------------------------- output
+
+    def schedule_flush(self) -> None:
+        if self._flush_handle is None and not self._closed:
+            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
+
+    def _send_pending(self) -> None:
+        data = self.conn.data_to_send()
+        if data and self.transport is not None:
+            self.transport.write(data)
+        if self.players:
+            self.schedule_flush()
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        transport = self.transport
+        if transport is None or self._closed:
+            return
+        data = self.conn.data_to_send()
+        if data:
+            transport.write(data)
+        for player in list(self.players.values()):
+            reader = player.reader
+            if reader is None:
+                continue
+            while self.paused_since is None:
+                item = reader.take()
+                if item is None:
+                    break
+                player.write_item(transport, item)
+        if self._closing_reason is not None:
+            self._close_now(self._closing_reason)
+
+    def _tick(self) -> None:
+        self._tick_handle = None
+        if self._closed:
+            return
+        now = time.monotonic()
+        if self.stream is None and not self.players and now - self.opened > SETUP_TIMEOUT:
+            self.close(f"no publish or play within {SETUP_TIMEOUT:.0f} s")
+            return
+        if self.stream is not None and now - self.last_input > PUBLISH_IDLE_TIMEOUT:
+            self.close(f"publisher sent nothing for {PUBLISH_IDLE_TIMEOUT:.0f} s")
+            return
+        if self.paused_since is not None and now - self.paused_since > PLAYER_STALL_TIMEOUT:
+            self.close(f"player stopped reading for {PLAYER_STALL_TIMEOUT:.0f} s")
+            return
+        self._tick_handle = asyncio.get_running_loop().call_later(TICK, self._tick)
+
+    # ----------------------------------------------------------------------------- close
+
+    def close_after_flush(self, reason: str) -> None:
+        """Send what is queued (a refusal, an error status), then close."""
+        if self._closing_reason is None:
+            self._closing_reason = reason
+        self._flush_handle = None
+        self._flush()
+
+    def close(self, reason: str) -> None:
+        self._close_now(reason)
+
+    def shutdown(self) -> None:
+        """Server shutdown: players are told the stream ended, then every session closes."""
+        for player in self.players.values():
+            if player.started and not player.ended:
+                player.ended = True
+                self.conn.end_play(player.stream_id, "The server is shutting down.")
+        data = self.conn.data_to_send()
+        if data and self.transport is not None:
+            self.transport.write(data)
+        self._close_now("server shutting down")
+
+    def _close_now(self, reason: str) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()  # flushes what is buffered, then closes
+        self._finish(reason)
+
+    def _finish(self, reason: str) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        self._end_publish()
+        for player in self.players.values():
+            if player.reader is not None:
+                self.registry.detach(player.reader)
+                player.reader = None
+        self.players.clear()
+        self.sessions.discard(self)
+        if self.config.log_requests:
+            self.log.info("closed: %s", reason)
