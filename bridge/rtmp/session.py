@@ -18,7 +18,7 @@ from bridge.bus.registry import PublishRefused, Registry
 from bridge.bus.stream import Stream
 from bridge.logs import SessionLog, peer_name
 from bridge.media.units import AUDIO, VIDEO, MediaUnit, Track
-from bridge.rtmp import egress
+from bridge.rtmp import amf0, egress
 from bridge.rtmp.connection import (
     ConnectionFailed,
     ConnectRequested,
@@ -180,7 +180,7 @@ class RtmpSession(asyncio.Protocol):
             self._on_media(event)
         elif isinstance(event, MetadataReceived):
             if self.stream is not None and event.stream_id == self.publish_stream_id:
-                self.stream.set_metadata(event.metadata)
+                self._on_metadata(event.metadata)
         elif isinstance(event, PublishRequested):
             self._on_publish(event)
         elif isinstance(event, PlayRequested):
@@ -212,6 +212,17 @@ class RtmpSession(asyncio.Protocol):
             for notice in ingest.notices:
                 self.log.warning("%s", notice)
             ingest.notices.clear()
+
+    def _on_metadata(self, values: dict[str, object]) -> None:
+        # Players get it back as AMF0; values that came as AMF3 (byte arrays, dictionaries
+        # with object keys) may have no AMF0 form. Refuse them here, once.
+        try:
+            amf0.encode(amf0.EcmaArray(values))
+        except (TypeError, ValueError) as exc:
+            self.log.warning("metadata dropped: %s", exc)
+            return
+        assert self.stream is not None
+        self.stream.set_metadata(values)
 
     def _names_ok(self, channel: str, key: str) -> bool:
         limit = self.config.id_max_length
