@@ -147,6 +147,8 @@ def _toml_values(path: str) -> dict[str, str]:
             data = tomllib.load(handle)
     except OSError as exc:
         raise ConfigError("--config", f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError("--config", f"{path} is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("--config", f"{path} is not valid TOML: {exc}") from None
     values: dict[str, str] = {}
