@@ -24,12 +24,16 @@ class ConfigError(ValueError):
         self.name = name
 
 
+def _digits(text: str) -> bool:
+    text = text.strip()
+    return text.isascii() and text.lstrip("-").isdigit()
+
+
 def _int_range(low: int, high: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
-        try:
-            value = int(text.strip(), 10)
-        except ValueError:
-            raise ValueError(f"{text!r} is not a whole number") from None
+        if not _digits(text):
+            raise ValueError(f"{text!r} is not a whole number")
+        value = int(text.strip(), 10)
         if not low <= value <= high:
             raise ValueError(f"{value} is out of range ({low} to {high})")
         return value
@@ -38,10 +42,9 @@ def _int_range(low: int, high: int) -> Callable[[str], int]:
 
 
 def _port(text: str) -> int:
-    try:
-        value = int(text.strip(), 10)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a port number (0-65535)") from None
+    if not _digits(text):
+        raise ValueError(f"{text!r} is not a port number (0-65535)")
+    value = int(text.strip(), 10)
     if not 0 <= value <= 65535:
         raise ValueError(f"{value} is not a port number (0-65535)")
     return value

@@ -49,6 +49,8 @@ class Reader:
         "waiting_key",
         "dropped",
         "delivered",
+        "_extra_units",
+        "_extra_bytes",
     )
 
     def __init__(
@@ -71,6 +73,9 @@ class Reader:
         self.waiting_key = True
         self.dropped = 0
         self.delivered = 0
+        # The initial GOP does not count against the bounds; shrinks as it is taken.
+        self._extra_units = 0
+        self._extra_bytes = 0
 
     def start(self, initial: list[Item]) -> None:
         """Begin with the cached GOP. It may exceed the queue bound: the stream holds those
@@ -85,6 +90,8 @@ class Reader:
                     self.waiting_key = False
                 self.queued_bytes += item.size
             self.queue.append(item)
+        self._extra_units = len(self.queue)
+        self._extra_bytes = self.queued_bytes
         if self.queue:
             self.sink.on_ready()
 
@@ -97,7 +104,10 @@ class Reader:
                     self.dropped += 1
                     return
                 self.waiting_key = False
-            if len(queue) >= self.max_units or self.queued_bytes + item.size > self.max_bytes:
+            if (
+                len(queue) >= self.max_units + self._extra_units
+                or self.queued_bytes + item.size > self.max_bytes + self._extra_bytes
+            ):
                 self._overflow(item)
                 if not queue:
                     return
@@ -105,17 +115,26 @@ class Reader:
                 queue.append(item)
                 self.queued_bytes += item.size
         else:
-            if len(queue) >= self.max_units:
+            if len(queue) >= self.max_units + self._extra_units:
                 return
             queue.append(item)
         if was_empty:
             self.sink.on_ready()
 
     def _overflow(self, item: MediaUnit) -> None:
-        self.dropped += sum(1 for queued in self.queue if isinstance(queued, MediaUnit)) + 1
+        metadata = None
+        for queued in self.queue:
+            if isinstance(queued, Metadata):
+                metadata = queued  # the latest one still matters to the player
+            else:
+                self.dropped += 1
+        self.dropped += 1
         self.queue.clear()
         self.queued_bytes = 0
+        self._extra_units = self._extra_bytes = 0
         self.waiting_key = True
+        if metadata is not None and self.max_units > 1:
+            self.queue.append(metadata)
         if starts_gop(item, self.stream.has_video):
             # This unit is itself a place to start from: keep it, skip nothing more.
             self.dropped -= 1
@@ -127,12 +146,17 @@ class Reader:
         if not self.queue:
             return None
         item = self.queue.popleft()
+        if self._extra_units:
+            self._extra_units -= 1
         if isinstance(item, MediaUnit):
             self.queued_bytes -= item.size
             self.delivered += 1
+            if self._extra_bytes:
+                self._extra_bytes = max(0, self._extra_bytes - item.size)
         return item
 
     def clear(self) -> None:
         self.queue.clear()
         self.queued_bytes = 0
+        self._extra_units = self._extra_bytes = 0
         self.waiting_key = True

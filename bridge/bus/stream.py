@@ -62,7 +62,7 @@ class Stream:
 
     def start_publish(self, publisher: object, key: str, now: float) -> None:
         if self.unpublished_at is not None:
-            gap_ms = max(1, int((now - self.unpublished_at) * 1000))
+            gap_ms = max(1, round((now - self.unpublished_at) * 1000))
             self._next_start_ms = self._last_out_ms + gap_ms
         self.publisher = publisher
         self.key = key
@@ -80,7 +80,10 @@ class Stream:
                 self.detach(reader)
                 reader.sink.on_refused("the play key does not match the publisher's")
                 continue
-            if not reader.active:
+            if reader.active:
+                # What is queued is the old publish; the new one starts at its first keyframe.
+                reader.waiting_key = True
+            else:
                 reader.start([])
             reader.sink.on_publish_start()
 

@@ -14,6 +14,19 @@ from bridge.rtmp.ingest import FLV
 from bridge.rtmp.messages import CSID_AUDIO, CSID_DATA, CSID_VIDEO, MessageType
 
 
+_LEGACY_AUDIO = {"aac", "mp3", "pcm", "pcm_le", "adpcm", "nellymoser", "g711a", "g711u", "speex", "mp3_8k"}
+
+
+def legacy_audio_flags(track: Track) -> int:
+    """The low nibble of a legacy FLV audio header (rate, size, channels) for a track.
+    AAC always says 44 kHz 16-bit stereo (0xAF, as FFmpeg and OBS write): the real values
+    are in the AudioSpecificConfig."""
+    if track.codec == "aac":
+        return 0xF
+    rate = {5512: 0, 5500: 0, 11025: 1, 22050: 2}.get(track.sample_rate, 3)
+    return (rate << 2) | 0x2 | (1 if track.channels >= 2 else 0)
+
+
 def _ms(unit: MediaUnit) -> int:
     time_base = unit.track.time_base
     if time_base == MILLISECONDS:
@@ -45,7 +58,8 @@ def flv_body(unit: MediaUnit) -> bytes:
                     codec=track.codec,
                     packet=flv.PacketType.CODED_FRAMES,
                     data=unit.payload,
-                    enhanced=track.codec not in ("aac", "mp3"),
+                    enhanced=track.codec not in _LEGACY_AUDIO,
+                    legacy_flags=legacy_audio_flags(track),
                 )
             )
         unit.encodings[FLV] = body
@@ -74,7 +88,8 @@ def sequence_header_body(track: Track) -> bytes | None:
                     codec=track.codec,
                     packet=flv.PacketType.SEQUENCE_START,
                     data=track.config,
-                    enhanced=track.codec not in ("aac", "mp3"),
+                    enhanced=track.codec not in _LEGACY_AUDIO,
+                    legacy_flags=legacy_audio_flags(track),
                 )
             )
         track.encodings[FLV] = body
