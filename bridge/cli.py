@@ -21,7 +21,9 @@ def _parser() -> argparse.ArgumentParser:
         "environment variables, --config FILE.toml, defaults.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    serve.add_argument("--config", metavar="FILE.toml", help="a TOML file of settings (KEY = value)")
+    serve.add_argument(
+        "--config", metavar="FILE.toml", help="a TOML file of settings (KEY = value)"
+    )
     for setting in config.SETTINGS:
         default = setting.default if setting.default != "" else "(empty)"
         serve.add_argument(

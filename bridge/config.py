@@ -17,7 +17,6 @@ from typing import Any
 from bridge.auth.policy import Network, parse_networks
 
 
-
 class ConfigError(ValueError):
     def __init__(self, name: str, message: str) -> None:
         super().__init__(f"{name}: {message}")

@@ -28,7 +28,9 @@ class SessionLog(logging.LoggerAdapter):  # type: ignore[type-arg]
         self.peer = peer
         self.channel = ""
 
-    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
+    def process(
+        self, msg: Any, kwargs: MutableMapping[str, Any]
+    ) -> tuple[Any, MutableMapping[str, Any]]:
         where = f"{self.protocol} {self.peer}"
         if self.channel:
             where += f" {self.channel}"

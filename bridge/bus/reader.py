@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING, Protocol
 
-from bridge.media.units import Metadata, MediaUnit, starts_gop
+from bridge.media.units import MediaUnit, Metadata, starts_gop
 
 if TYPE_CHECKING:
     from bridge.bus.stream import Stream

@@ -217,7 +217,9 @@ class ChunkReader:
                 state.extended = extended
             state.started = True
             if want == length:
-                out.append(Message(csid, type_id, stream_id, timestamp, bytes(buf[pos : pos + want])))
+                out.append(
+                    Message(csid, type_id, stream_id, timestamp, bytes(buf[pos : pos + want]))
+                )
                 self._apply_control(out[-1])
                 return pos + want - start
             state.partial = bytearray(buf[pos : pos + want])
@@ -293,7 +295,7 @@ def chunk_message(
         return bytes(first)
     continuation = _basic_header(3, csid) + (_U32.pack(timestamp) if extended else b"")
     view = memoryview(payload)
-    parts: list[bytes | memoryview] = [first, view[:chunk_size]]
+    parts: list[bytes | bytearray | memoryview] = [first, view[:chunk_size]]
     for offset in range(chunk_size, length, chunk_size):
         parts.append(continuation)
         parts.append(view[offset : offset + chunk_size])

@@ -315,9 +315,17 @@ class ServerConnection:
             )
         )
 
-    def _cmd_create_stream(self, msid: int, txn: float, args: list[Any], events: list[Event]) -> None:
+    def _cmd_create_stream(
+        self, msid: int, txn: float, args: list[Any], events: list[Event]
+    ) -> None:
         if len(self._streams) >= MAX_STREAMS:
-            self._send_command(0, "_error", txn, None, _status("error", "NetConnection.Call.Failed", "Too many streams"))
+            self._send_command(
+                0,
+                "_error",
+                txn,
+                None,
+                _status("error", "NetConnection.Call.Failed", "Too many streams"),
+            )
             return
         stream_id = self._next_stream_id
         self._next_stream_id += 1
@@ -329,7 +337,9 @@ class ServerConnection:
         if txn:
             self._send_command(0, "_result", txn, None, amf0.UNDEFINED)
 
-    def _cmd_get_stream_length(self, msid: int, txn: float, args: list[Any], events: list[Event]) -> None:
+    def _cmd_get_stream_length(
+        self, msid: int, txn: float, args: list[Any], events: list[Event]
+    ) -> None:
         self._send_command(0, "_result", txn, None, 0.0)
 
     def _stream_for(self, msid: int, command: str) -> _NetStream:
@@ -358,26 +368,36 @@ class ServerConnection:
         stream.name = name
         events.append(PlayRequested(msid, self.app, name, query, start))
 
-    def _cmd_delete_stream(self, msid: int, txn: float, args: list[Any], events: list[Event]) -> None:
+    def _cmd_delete_stream(
+        self, msid: int, txn: float, args: list[Any], events: list[Event]
+    ) -> None:
         target = args[0] if args and isinstance(args[0], float) else float(msid)
         stream_id = int(target) if 0 <= target < 2**31 else -1
         if self._streams.pop(stream_id, None) is not None:
             events.append(StreamClosed(stream_id))
 
-    def _cmd_close_stream(self, msid: int, txn: float, args: list[Any], events: list[Event]) -> None:
+    def _cmd_close_stream(
+        self, msid: int, txn: float, args: list[Any], events: list[Event]
+    ) -> None:
         stream = self._streams.get(msid)
         if stream is not None and stream.mode:
             stream.mode = ""
             events.append(StreamClosed(msid))
 
-    def _cmd_receive(self, msid: int, txn: float, args: list[Any], events: list[Event], *, audio: bool) -> None:
+    def _cmd_receive(
+        self, msid: int, txn: float, args: list[Any], events: list[Event], *, audio: bool
+    ) -> None:
         flag = bool(args[0]) if args else True
         events.append(ReceiveToggled(msid, flag if audio else None, None if audio else flag))
 
-    def _cmd_receive_audio(self, msid: int, txn: float, args: list[Any], events: list[Event]) -> None:
+    def _cmd_receive_audio(
+        self, msid: int, txn: float, args: list[Any], events: list[Event]
+    ) -> None:
         self._cmd_receive(msid, txn, args, events, audio=True)
 
-    def _cmd_receive_video(self, msid: int, txn: float, args: list[Any], events: list[Event]) -> None:
+    def _cmd_receive_video(
+        self, msid: int, txn: float, args: list[Any], events: list[Event]
+    ) -> None:
         self._cmd_receive(msid, txn, args, events, audio=False)
 
     def _handle_data(self, message: Message, values: list[Any], events: list[Event]) -> None:
@@ -430,9 +450,14 @@ class ServerConnection:
         if stream is None or stream.mode != "publish-pending":
             return []
         stream.mode = "publishing"
-        self._send_control(MessageType.USER_CONTROL, user_control(UserControl.STREAM_BEGIN, stream_id))
+        self._send_control(
+            MessageType.USER_CONTROL, user_control(UserControl.STREAM_BEGIN, stream_id)
+        )
         self.send_status(
-            stream_id, "status", "NetStream.Publish.Start", description or f"{stream.name} is now published."
+            stream_id,
+            "status",
+            "NetStream.Publish.Start",
+            description or f"{stream.name} is now published.",
         )
         if stream.pending_metadata is not None:
             metadata, stream.pending_metadata = stream.pending_metadata, None
@@ -450,11 +475,23 @@ class ServerConnection:
         if stream is None or stream.mode != "play-pending":
             return
         stream.mode = "playing"
-        self._send_control(MessageType.USER_CONTROL, user_control(UserControl.STREAM_BEGIN, stream_id))
-        self.send_status(stream_id, "status", "NetStream.Play.Reset", f"Playing and resetting {stream.name}.")
-        self.send_status(stream_id, "status", "NetStream.Play.Start", f"Started playing {stream.name}.")
+        self._send_control(
+            MessageType.USER_CONTROL, user_control(UserControl.STREAM_BEGIN, stream_id)
+        )
+        self.send_status(
+            stream_id, "status", "NetStream.Play.Reset", f"Playing and resetting {stream.name}."
+        )
+        self.send_status(
+            stream_id, "status", "NetStream.Play.Start", f"Started playing {stream.name}."
+        )
         # Flash players need this before they let scripts read the media; nginx-rtmp sends it.
-        self._send(CSID_DATA, MessageType.DATA_AMF0, stream_id, 0, amf0.encode("|RtmpSampleAccess", True, True))
+        self._send(
+            CSID_DATA,
+            MessageType.DATA_AMF0,
+            stream_id,
+            0,
+            amf0.encode("|RtmpSampleAccess", True, True),
+        )
 
     def reject_play(self, stream_id: int, code: str, description: str) -> None:
         stream = self._streams.get(stream_id)
@@ -465,19 +502,27 @@ class ServerConnection:
     def end_play(self, stream_id: int, description: str) -> None:
         """The publisher is gone: StreamEOF and NetStream.Play.UnpublishNotify (FFmpeg and
         librtmp end their read on it)."""
-        self._send_control(MessageType.USER_CONTROL, user_control(UserControl.STREAM_EOF, stream_id))
+        self._send_control(
+            MessageType.USER_CONTROL, user_control(UserControl.STREAM_EOF, stream_id)
+        )
         self.send_status(stream_id, "status", "NetStream.Play.UnpublishNotify", description)
 
     def resume_play(self, stream_id: int, description: str) -> None:
         """A publisher (re)started for a player that was told it had stopped."""
-        self._send_control(MessageType.USER_CONTROL, user_control(UserControl.STREAM_BEGIN, stream_id))
+        self._send_control(
+            MessageType.USER_CONTROL, user_control(UserControl.STREAM_BEGIN, stream_id)
+        )
         self.send_status(stream_id, "status", "NetStream.Play.PublishNotify", description)
 
     def send_status(self, stream_id: int, level: str, code: str, description: str) -> None:
-        self._send_command(stream_id, "onStatus", 0.0, None, _status(level, code, description), csid=CSID_STATUS)
+        self._send_command(
+            stream_id, "onStatus", 0.0, None, _status(level, code, description), csid=CSID_STATUS
+        )
 
     def send_ping(self, timestamp: int) -> None:
-        self._send_control(MessageType.USER_CONTROL, user_control(UserControl.PING_REQUEST, timestamp))
+        self._send_control(
+            MessageType.USER_CONTROL, user_control(UserControl.PING_REQUEST, timestamp)
+        )
 
     def stream_mode(self, stream_id: int) -> str:
         stream = self._streams.get(stream_id)
@@ -485,15 +530,21 @@ class ServerConnection:
 
     # ---------------------------------------------------------------------------- output
 
-    def _send(self, csid: int, type_id: int, stream_id: int, timestamp: int, payload: bytes) -> None:
-        self._out += chunk_message(csid, type_id, stream_id, timestamp, payload, self.chunk_size_out)
+    def _send(
+        self, csid: int, type_id: int, stream_id: int, timestamp: int, payload: bytes
+    ) -> None:
+        self._out += chunk_message(
+            csid, type_id, stream_id, timestamp, payload, self.chunk_size_out
+        )
 
     def _send_control(self, type_id: int, payload: bytes) -> None:
         # Set Chunk Size must go out in the old size; every control message here is far
         # below 128 bytes, so one chunk whatever the size.
         self._send(CSID_CONTROL, type_id, 0, 0, payload)
 
-    def _send_command(self, stream_id: int, name: str, txn: float, *values: Any, csid: int = CSID_COMMAND) -> None:
+    def _send_command(
+        self, stream_id: int, name: str, txn: float, *values: Any, csid: int = CSID_COMMAND
+    ) -> None:
         self._send(csid, MessageType.COMMAND_AMF0, stream_id, 0, amf0.encode(name, txn, *values))
 
 

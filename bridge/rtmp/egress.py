@@ -13,8 +13,18 @@ from bridge.rtmp.chunk import chunk_message
 from bridge.rtmp.ingest import FLV
 from bridge.rtmp.messages import CSID_AUDIO, CSID_DATA, CSID_VIDEO, MessageType
 
-
-_LEGACY_AUDIO = {"aac", "mp3", "pcm", "pcm_le", "adpcm", "nellymoser", "g711a", "g711u", "speex", "mp3_8k"}
+_LEGACY_AUDIO = {
+    "aac",
+    "mp3",
+    "pcm",
+    "pcm_le",
+    "adpcm",
+    "nellymoser",
+    "g711a",
+    "g711u",
+    "speex",
+    "mp3_8k",
+}
 
 
 def legacy_audio_flags(track: Track) -> int:

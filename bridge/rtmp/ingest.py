@@ -46,7 +46,9 @@ class FlvIngest:
             return self._audio(dts, body)
         except FlvError as exc:
             self.malformed += 1
-            self._notice(f"malformed {'video' if type_id == MessageType.VIDEO else 'audio'} tag dropped: {exc}")
+            self._notice(
+                f"malformed {'video' if type_id == MessageType.VIDEO else 'audio'} tag dropped: {exc}"
+            )
             return []
 
     def _video(self, dts: int, body: bytes) -> list[MediaUnit]:
@@ -55,7 +57,9 @@ class FlvIngest:
         units: list[MediaUnit] = []
         for tag in tags:
             if tag.track_id != 0:
-                self._notice(f"extra video track {tag.track_id} ({tag.codec}) dropped: multitrack is not supported yet")
+                self._notice(
+                    f"extra video track {tag.track_id} ({tag.codec}) dropped: multitrack is not supported yet"
+                )
                 continue
             if tag.packet == flv.PacketType.SEQUENCE_START:
                 self.video = _video_track(tag)
@@ -78,7 +82,9 @@ class FlvIngest:
         units: list[MediaUnit] = []
         for tag in tags:
             if tag.track_id != 0:
-                self._notice(f"extra audio track {tag.track_id} ({tag.codec}) dropped: multitrack is not supported yet")
+                self._notice(
+                    f"extra audio track {tag.track_id} ({tag.codec}) dropped: multitrack is not supported yet"
+                )
                 continue
             if tag.packet == flv.PacketType.SEQUENCE_START:
                 self.audio = _audio_track(tag)

@@ -17,7 +17,14 @@ log = logging.getLogger("bridge.rtmp")
 
 
 class RtmpServer:
-    def __init__(self, config: Config, registry: Registry, *, scheme: str = "rtmp", ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        registry: Registry,
+        *,
+        scheme: str = "rtmp",
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.config = config
         self.registry = registry
         self.scheme = scheme
@@ -51,5 +58,5 @@ class RtmpServer:
         if self._server is not None:
             try:
                 await asyncio.wait_for(self._server.wait_closed(), timeout=3.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 log.warning("some RTMP connections did not close within 3 s")

@@ -114,7 +114,9 @@ class _Player:
 
 
 class RtmpSession(asyncio.Protocol):
-    def __init__(self, config: Config, registry: Registry, sessions: set[RtmpSession], scheme: str) -> None:
+    def __init__(
+        self, config: Config, registry: Registry, sessions: set[RtmpSession], scheme: str
+    ) -> None:
         self.config = config
         self.registry = registry
         self.sessions = sessions
@@ -196,7 +198,9 @@ class RtmpSession(asyncio.Protocol):
                     player.video = event.video
         elif isinstance(event, ConnectRequested):
             self.log.channel = event.app
-            self.log.debug("connect app=%r tcUrl=%r flashVer=%r", event.app, event.tc_url, event.flash_ver)
+            self.log.debug(
+                "connect app=%r tcUrl=%r flashVer=%r", event.app, event.tc_url, event.flash_ver
+            )
         elif isinstance(event, HandshakeCompleted):
             self.log.debug("handshake done (%s form)", "digest" if event.digest else "simple")
         elif isinstance(event, ConnectionFailed):
@@ -232,10 +236,14 @@ class RtmpSession(asyncio.Protocol):
         channel, key = event.app, event.name
         self.log.channel = channel
         if not self._names_ok(channel, key):
-            self._refuse_publish(event.stream_id, "NetStream.Publish.BadName", "invalid channel or key")
+            self._refuse_publish(
+                event.stream_id, "NetStream.Publish.BadName", "invalid channel or key"
+            )
             return
         if self.stream is not None:
-            self._refuse_publish(event.stream_id, "NetStream.Publish.BadName", "this connection already publishes")
+            self._refuse_publish(
+                event.stream_id, "NetStream.Publish.BadName", "this connection already publishes"
+            )
             return
         try:
             stream = self.registry.start_publish(channel, key, self)

@@ -76,7 +76,13 @@ class RawClient:
 
 
 def _header(fmt: int, csid: int, ts: int, length: int, type_id: int, msid: int) -> bytes:
-    return bytes([(fmt << 6) | csid]) + ts.to_bytes(3, "big") + length.to_bytes(3, "big") + bytes([type_id]) + struct.pack("<I", msid)
+    return (
+        bytes([(fmt << 6) | csid])
+        + ts.to_bytes(3, "big")
+        + length.to_bytes(3, "big")
+        + bytes([type_id])
+        + struct.pack("<I", msid)
+    )
 
 
 def http_request(c: RawClient) -> None:
@@ -170,7 +176,9 @@ def test_malformed_sessions_do_not_disturb_a_live_reader(
 ) -> None:
     server = start_server()
     url = server.url("chan", "key")
-    publisher = procs.start("publisher", publish_argv(tools.ffmpeg, h264_source.path, url, "-stream_loop", "-1"))
+    publisher = procs.start(
+        "publisher", publish_argv(tools.ffmpeg, h264_source.path, url, "-stream_loop", "-1")
+    )
     assert wait_until(lambda: "publishing" in server.stderr_text(), 10), server.diagnostics()
 
     arrivals: list[float] = []
@@ -180,7 +188,9 @@ def test_malformed_sessions_do_not_disturb_a_live_reader(
         with lock:
             arrivals.append(now)
 
-    reader = procs.start("rtmpdump", rtmpdump_argv(url, "-", timeout_s=30), stdout_pipe=True, on_stdout=on_stdout)
+    reader = procs.start(
+        "rtmpdump", rtmpdump_argv(url, "-", timeout_s=30), stdout_pipe=True, on_stdout=on_stdout
+    )
     assert wait_until(lambda: len(arrivals) > 20, 10), reader.diagnostics()
 
     # Sessions that stay open while the battery runs: silent, half a handshake, a player of a

@@ -44,10 +44,16 @@ class Peer:
         assert self.handshake.done
         return events
 
-    def send(self, csid: int, type_id: int, msid: int, ts: int, payload: bytes, *, bytewise: bool = False) -> list[Event]:
-        return self.pump(chunk_message(csid, type_id, msid, ts, payload, self.chunk_size), bytewise=bytewise)
+    def send(
+        self, csid: int, type_id: int, msid: int, ts: int, payload: bytes, *, bytewise: bool = False
+    ) -> list[Event]:
+        return self.pump(
+            chunk_message(csid, type_id, msid, ts, payload, self.chunk_size), bytewise=bytewise
+        )
 
-    def command(self, name: str, txn: float, obj: Any, *args: Any, msid: int = 0, bytewise: bool = False) -> list[Event]:
+    def command(
+        self, name: str, txn: float, obj: Any, *args: Any, msid: int = 0, bytewise: bool = False
+    ) -> list[Event]:
         return self.send(3, 20, msid, 0, amf0.encode(name, txn, obj, *args), bytewise=bytewise)
 
     def commands_received(self) -> list[tuple[int, list[Any]]]:
@@ -59,7 +65,9 @@ class Peer:
 
     def connect(self, app: str = "chan") -> list[Event]:
         events = self.do_handshake()
-        events += self.command("connect", 1.0, {"app": app, "tcUrl": f"rtmp://127.0.0.1/{app}", "flashVer": "FMLE/3.0"})
+        events += self.command(
+            "connect", 1.0, {"app": app, "tcUrl": f"rtmp://127.0.0.1/{app}", "flashVer": "FMLE/3.0"}
+        )
         return events
 
     def create_stream(self, txn: float = 4.0) -> int:

@@ -61,13 +61,26 @@ def test_continuation_without_extended_timestamp_is_accepted() -> None:
     payload when they don't match)."""
     ts = 0x01000000
     payload = b"\x01\x02\x03\x04" + b"y" * 200
-    head = bytes([0x05]) + b"\xff\xff\xff" + len(payload).to_bytes(3, "big") + b"\x09" + struct.pack("<I", 1)
+    head = (
+        bytes([0x05])
+        + b"\xff\xff\xff"
+        + len(payload).to_bytes(3, "big")
+        + b"\x09"
+        + struct.pack("<I", 1)
+    )
     data = head + struct.pack(">I", ts) + payload[:128] + b"\xc5" + payload[128:]
     reader = ChunkReader()
     assert reader.feed(data) == [Message(5, 9, 1, ts, payload)]
 
 
-def build_header(fmt: int, csid: int, ts: int, length: int | None = None, type_id: int | None = None, msid: int | None = None) -> bytes:
+def build_header(
+    fmt: int,
+    csid: int,
+    ts: int,
+    length: int | None = None,
+    type_id: int | None = None,
+    msid: int | None = None,
+) -> bytes:
     out = bytes([(fmt << 6) | csid])
     if fmt <= 2:
         out += min(ts, 0xFFFFFF).to_bytes(3, "big")
@@ -85,10 +98,14 @@ def build_header(fmt: int, csid: int, ts: int, length: int | None = None, type_i
 @pytest.mark.parametrize("feed", FEEDERS)
 def test_header_types_and_deltas(feed) -> None:  # type: ignore[no-untyped-def]
     data = (
-        build_header(0, 4, 1000, 3, 8, 1) + b"abc"
-        + build_header(1, 4, 20, 2, 9) + b"de"  # delta 20, new length and type
-        + build_header(2, 4, 30) + b"fg"  # delta 30, same length and type
-        + build_header(3, 4, 0) + b"hi"  # same delta again
+        build_header(0, 4, 1000, 3, 8, 1)
+        + b"abc"
+        + build_header(1, 4, 20, 2, 9)
+        + b"de"  # delta 20, new length and type
+        + build_header(2, 4, 30)
+        + b"fg"  # delta 30, same length and type
+        + build_header(3, 4, 0)
+        + b"hi"  # same delta again
     )
     reader = ChunkReader()
     assert feed(reader, data) == [
@@ -108,10 +125,14 @@ def test_interleaved_chunk_streams() -> None:
     a = b"A" * 200
     b = b"B" * 200
     data = (
-        build_header(0, 4, 0, 200, 8, 1) + a[:128]
-        + build_header(0, 5, 0, 200, 9, 1) + b[:128]
-        + build_header(3, 4, 0) + a[128:]
-        + build_header(3, 5, 0) + b[128:]
+        build_header(0, 4, 0, 200, 8, 1)
+        + a[:128]
+        + build_header(0, 5, 0, 200, 9, 1)
+        + b[:128]
+        + build_header(3, 4, 0)
+        + a[128:]
+        + build_header(3, 5, 0)
+        + b[128:]
     )
     messages = ChunkReader().feed(data)
     assert [(m.csid, m.payload) for m in messages] == [(4, a), (5, b)]

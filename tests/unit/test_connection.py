@@ -32,10 +32,20 @@ def test_connect_reply_sequence(digest: bool, bytewise: bool) -> None:
     peer = Peer(digest=digest)
     events = peer.do_handshake(bytewise=bytewise)
     assert events == [HandshakeCompleted(digest=digest)]
-    events = peer.command("connect", 1.0, {"app": "live/_definst_/", "tcUrl": "rtmp://h/live", "objectEncoding": 3.0}, bytewise=bytewise)
+    events = peer.command(
+        "connect",
+        1.0,
+        {"app": "live/_definst_/", "tcUrl": "rtmp://h/live", "objectEncoding": 3.0},
+        bytewise=bytewise,
+    )
     assert isinstance(events[0], ConnectRequested) and events[0].app == "live"
     types = [m.type_id for m in peer.received]
-    assert types == [MessageType.WINDOW_ACK_SIZE, MessageType.SET_PEER_BANDWIDTH, MessageType.SET_CHUNK_SIZE, MessageType.COMMAND_AMF0]
+    assert types == [
+        MessageType.WINDOW_ACK_SIZE,
+        MessageType.SET_PEER_BANDWIDTH,
+        MessageType.SET_CHUNK_SIZE,
+        MessageType.COMMAND_AMF0,
+    ]
     name, txn, props, info = amf0.decode(peer.received[-1].payload)
     assert (name, txn) == ("_result", 1.0)
     assert props["fmsVer"].startswith("FMS/")
@@ -99,7 +109,11 @@ def test_rejections_carry_the_code() -> None:
     peer.server.reject_publish(stream_id, "NetStream.Publish.BadName", "already publishing")
     peer._read_output()
     _, values = peer.commands_received()[-1]
-    assert values[3] == {"level": "error", "code": "NetStream.Publish.BadName", "description": "already publishing"}
+    assert values[3] == {
+        "level": "error",
+        "code": "NetStream.Publish.BadName",
+        "description": "already publishing",
+    }
 
 
 def test_amf3_command_form() -> None:
@@ -139,12 +153,21 @@ def test_aggregate_message_is_split_and_rebased() -> None:
     peer.server.accept_publish(stream_id)
 
     def tag(type_id: int, ts: int, body: bytes) -> bytes:
-        head = bytes([type_id]) + len(body).to_bytes(3, "big") + (ts & 0xFFFFFF).to_bytes(3, "big") + bytes([ts >> 24]) + b"\0\0\0"
+        head = (
+            bytes([type_id])
+            + len(body).to_bytes(3, "big")
+            + (ts & 0xFFFFFF).to_bytes(3, "big")
+            + bytes([ts >> 24])
+            + b"\0\0\0"
+        )
         return head + body + struct.pack(">I", 11 + len(body))
 
     payload = tag(9, 5000, b"\x17\x01vid") + tag(8, 5020, b"\xaf\x01aud")
     events = peer.send(4, MessageType.AGGREGATE, stream_id, 100, payload)
-    assert events == [MediaReceived(stream_id, 9, 100, b"\x17\x01vid"), MediaReceived(stream_id, 8, 120, b"\xaf\x01aud")]
+    assert events == [
+        MediaReceived(stream_id, 9, 100, b"\x17\x01vid"),
+        MediaReceived(stream_id, 8, 120, b"\xaf\x01aud"),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -192,7 +215,37 @@ def test_garbage_after_handshake_only_ends_in_connection_failed(data: bytes) -> 
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(["connect", "createStream", "publish", "play", "deleteStream", "closeStream", "FCPublish", "receiveVideo", "x"]), st.floats(allow_nan=False), st.one_of(st.none(), st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=3)), st.lists(st.one_of(st.text(max_size=8), st.floats(allow_nan=False), st.none(), st.booleans()), max_size=3), st.integers(0, 3)), max_size=12))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(
+                [
+                    "connect",
+                    "createStream",
+                    "publish",
+                    "play",
+                    "deleteStream",
+                    "closeStream",
+                    "FCPublish",
+                    "receiveVideo",
+                    "x",
+                ]
+            ),
+            st.floats(allow_nan=False),
+            st.one_of(
+                st.none(), st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=3)
+            ),
+            st.lists(
+                st.one_of(
+                    st.text(max_size=8), st.floats(allow_nan=False), st.none(), st.booleans()
+                ),
+                max_size=3,
+            ),
+            st.integers(0, 3),
+        ),
+        max_size=12,
+    )
+)
 def test_random_command_sequences_never_raise(commands) -> None:  # type: ignore[no-untyped-def]
     server = ServerConnection()
     peer = Peer(server)
