@@ -388,11 +388,15 @@ class RtmpSession(asyncio.Protocol):
             self._flush_handle.cancel()
             self._flush_handle = None
         self._end_publish()
+        dropped = 0
         for player in self.players.values():
             if player.reader is not None:
+                dropped += player.reader.dropped
                 self.registry.detach(player.reader)
                 player.reader = None
         self.players.clear()
         self.sessions.discard(self)
+        if dropped:
+            reason += f" (dropped {dropped} units while lagging)"
         if self.config.log_requests:
             self.log.info("closed: %s", reason)
