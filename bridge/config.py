@@ -101,6 +101,12 @@ SETTINGS: tuple[Setting, ...] = (
         parse_networks,
         "IPs/CIDRs (v4 and v6, comma separated) allowed to play RTMP; * = everyone",
     ),
+    Setting(
+        "RTMP_WRITE_MERGE_MS",
+        "20",
+        _int_range(0, 1000),
+        "RTMP players are written in batches this often (ms); 0 = at once, more CPU",
+    ),
     Setting("ID_MAX_LENGTH", "128", _int_range(1, 1024), "max length of a channel or key"),
     Setting(
         "GOP_CACHE_SIZE_MB",
@@ -128,6 +134,7 @@ class Config:
     bind_address: str
     rtmp_chunk_size: int
     rtmp_play_whitelist: tuple[Network, ...] | None
+    rtmp_write_merge_ms: int
     id_max_length: int
     gop_cache_size_mb: int
     unpublish_grace_seconds: float

@@ -37,7 +37,7 @@ def legacy_audio_flags(track: Track) -> int:
     return (rate << 2) | 0x2 | (1 if track.channels >= 2 else 0)
 
 
-def _ms(unit: MediaUnit) -> int:
+def dts_ms(unit: MediaUnit) -> int:
     time_base = unit.track.time_base
     if time_base == MILLISECONDS:
         return unit.dts
@@ -115,7 +115,7 @@ def unit_chunks(unit: MediaUnit, chunk_size: int, stream_id: int) -> bytes:
             CSID_VIDEO if video else CSID_AUDIO,
             MessageType.VIDEO if video else MessageType.AUDIO,
             stream_id,
-            _ms(unit),
+            dts_ms(unit),
             flv_body(unit),
             chunk_size,
         )

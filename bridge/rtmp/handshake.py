@@ -266,9 +266,7 @@ class ServerHandshake(_Base):
             self._scheme, c1_digest = found
             s1 = _make_c1s1(self._random_bytes, self._uptime_ms, SERVER_VERSION)
             _imprint_digest(s1, self._scheme, SERVER_KEY[:SERVER_KEY_PARTIAL_LEN])
-            s2 = _signed_response(
-                _random(self._random_bytes, SIGNED_SIZE), SERVER_KEY, c1_digest
-            )
+            s2 = _signed_response(_random(self._random_bytes, SIGNED_SIZE), SERVER_KEY, c1_digest)
         self._out += bytes((RTMP_VERSION,)) + s1 + s2
 
 
@@ -299,9 +297,7 @@ class ClientHandshake(_Base):
         c1 = _make_c1s1(random_bytes, uptime_ms, version)
         self._c1_digest: bytes | None = None
         if digest:
-            self._c1_digest = _imprint_digest(
-                c1, scheme, PLAYER_KEY[:PLAYER_KEY_PARTIAL_LEN]
-            )
+            self._c1_digest = _imprint_digest(c1, scheme, PLAYER_KEY[:PLAYER_KEY_PARTIAL_LEN])
         self._c1 = bytes(c1)
         self._validate_s2 = False
 

@@ -8,6 +8,7 @@ import ssl
 from typing import TYPE_CHECKING
 
 from bridge.bus.registry import Registry
+from bridge.rtmp.merge import MergedWrites
 from bridge.rtmp.session import RtmpSession
 
 if TYPE_CHECKING:
@@ -30,13 +31,16 @@ class RtmpServer:
         self.scheme = scheme
         self.ssl_context = ssl_context
         self.sessions: set[RtmpSession] = set()
+        self.merger = MergedWrites(config.rtmp_write_merge_ms / 1000)
         self._server: asyncio.Server | None = None
 
     async def start(self, port: int) -> list[str]:
         """Listen; returns the URLs listened on."""
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: RtmpSession(self.config, self.registry, self.sessions, self.scheme),
+            lambda: RtmpSession(
+                self.config, self.registry, self.sessions, self.scheme, self.merger
+            ),
             host=self.config.bind_host,
             port=port,
             ssl=self.ssl_context,
@@ -55,6 +59,7 @@ class RtmpServer:
             self._server.close()
         for session in list(self.sessions):
             session.shutdown()
+        self.merger.close()
         if self._server is not None:
             try:
                 await asyncio.wait_for(self._server.wait_closed(), timeout=3.0)

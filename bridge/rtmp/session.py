@@ -17,7 +17,7 @@ from bridge.bus.reader import Reader
 from bridge.bus.registry import PublishRefused, Registry
 from bridge.bus.stream import Stream
 from bridge.logs import SessionLog, peer_name
-from bridge.media.units import AUDIO, VIDEO, MediaUnit, Track
+from bridge.media.units import AUDIO, VIDEO, MediaUnit, Metadata, Track
 from bridge.rtmp import amf0, egress
 from bridge.rtmp.connection import (
     ConnectionFailed,
@@ -33,6 +33,7 @@ from bridge.rtmp.connection import (
     StreamClosed,
 )
 from bridge.rtmp.ingest import FlvIngest
+from bridge.rtmp.merge import MergedWrites
 
 if TYPE_CHECKING:
     from bridge.config import Config
@@ -68,6 +69,8 @@ class _Player:
         self.video = True
 
     def on_ready(self) -> None:
+        # The hot path: called for each unit, for each reader whose queue was empty. The
+        # merged-writes timer drains it with the next batch.
         self.session.schedule_flush()
 
     def on_publish_start(self) -> None:
@@ -94,7 +97,8 @@ class _Player:
         self.session.conn.reject_play(self.stream_id, "NetStream.Play.BadName", reason)
         self.session.close_after_flush(f"play refused: {reason}")
 
-    def write_item(self, write: asyncio.WriteTransport, item: object) -> None:
+    def encode_item(self, item: object, out: list[bytes]) -> None:
+        """Append the bytes that carry ``item`` to this player (shared, cached encodings)."""
         chunk_size = self.session.conn.chunk_size_out
         if isinstance(item, MediaUnit):
             track = item.track
@@ -104,20 +108,26 @@ class _Player:
             if self.sent_tracks.get(kind) is not track:
                 self.sent_tracks[kind] = track
                 header = egress.sequence_header_chunks(
-                    track, egress._ms(item), chunk_size, self.stream_id
+                    track, egress.dts_ms(item), chunk_size, self.stream_id
                 )
                 if header:
-                    write.write(header)
-            write.write(egress.unit_chunks(item, chunk_size, self.stream_id))
-        else:
-            write.write(egress.metadata_chunks(item, chunk_size, self.stream_id))  # type: ignore[arg-type]
+                    out.append(header)
+            out.append(egress.unit_chunks(item, chunk_size, self.stream_id))
+        elif isinstance(item, Metadata):
+            out.append(egress.metadata_chunks(item, chunk_size, self.stream_id))
 
 
 class RtmpSession(asyncio.Protocol):
     def __init__(
-        self, config: Config, registry: Registry, sessions: set[RtmpSession], scheme: str
+        self,
+        config: Config,
+        registry: Registry,
+        sessions: set[RtmpSession],
+        scheme: str,
+        merger: MergedWrites,
     ) -> None:
         self.config = config
+        self.merger = merger
         self.registry = registry
         self.sessions = sessions
         self.scheme = scheme
@@ -132,10 +142,11 @@ class RtmpSession(asyncio.Protocol):
         self.publish_stream_id = 0
         self.ingest: FlvIngest | None = None
         self.players: dict[int, _Player] = {}
-        self._flush_handle: asyncio.Handle | None = None
+        self._flush_requested = False
         self._tick_handle: asyncio.TimerHandle | None = None
         self._closing_reason: str | None = None
         self._closed = False
+        self.loop = asyncio.get_running_loop()
 
     # ------------------------------------------------------------------------- transport
 
@@ -148,7 +159,7 @@ class RtmpSession(asyncio.Protocol):
         self.sessions.add(self)
         if self.config.log_requests:
             self.log.info("connected")
-        self._tick_handle = asyncio.get_running_loop().call_later(TICK, self._tick)
+        self._tick_handle = self.loop.call_later(TICK, self._tick)
 
     def data_received(self, data: bytes) -> None:
         if self._closed:
@@ -304,8 +315,13 @@ class RtmpSession(asyncio.Protocol):
     # ---------------------------------------------------------------------------- output
 
     def schedule_flush(self) -> None:
-        if self._flush_handle is None and not self._closed:
-            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
+        if not self._flush_requested and not self._closed:
+            self._flush_requested = True
+            self.merger.request(self)
+
+    def drain_all(self) -> None:
+        self._flush_requested = False
+        self._flush()
 
     def _send_pending(self) -> None:
         data = self.conn.data_to_send()
@@ -314,23 +330,42 @@ class RtmpSession(asyncio.Protocol):
         if self.players:
             self.schedule_flush()
 
+    def drain_player(self, player: _Player) -> None:
+        """Write what the player's queue holds, in one write, while the socket takes it."""
+        transport = self.transport
+        reader = player.reader
+        if transport is None or reader is None or self._closed:
+            return
+        out: list[bytes] = []
+        pending = self.conn.data_to_send()  # statuses go before the media that follows them
+        if pending:
+            out.append(pending)
+        # Bounded per drain, so one player with a deep queue can't hold the loop for long.
+        size = 0
+        while size < WRITE_LOW:
+            item = reader.take()
+            if item is None:
+                break
+            before = len(out)
+            player.encode_item(item, out)
+            for part in out[before:]:
+                size += len(part)
+        if out:
+            transport.write(out[0] if len(out) == 1 else b"".join(out))
+        if reader.queue and self.paused_since is None:
+            self.schedule_flush()
+
     def _flush(self) -> None:
-        self._flush_handle = None
         transport = self.transport
         if transport is None or self._closed:
             return
         data = self.conn.data_to_send()
         if data:
             transport.write(data)
-        for player in list(self.players.values()):
-            reader = player.reader
-            if reader is None:
-                continue
-            while self.paused_since is None:
-                item = reader.take()
-                if item is None:
-                    break
-                player.write_item(transport, item)
+        if self.paused_since is None:
+            for player in list(self.players.values()):
+                if player.started and player.reader is not None and player.reader.queue:
+                    self.drain_player(player)
         if self._closing_reason is not None:
             self._close_now(self._closing_reason)
 
@@ -348,7 +383,7 @@ class RtmpSession(asyncio.Protocol):
         if self.paused_since is not None and now - self.paused_since > PLAYER_STALL_TIMEOUT:
             self.close(f"player stopped reading for {PLAYER_STALL_TIMEOUT:.0f} s")
             return
-        self._tick_handle = asyncio.get_running_loop().call_later(TICK, self._tick)
+        self._tick_handle = self.loop.call_later(TICK, self._tick)
 
     # ----------------------------------------------------------------------------- close
 
@@ -356,7 +391,6 @@ class RtmpSession(asyncio.Protocol):
         """Send what is queued (a refusal, an error status), then close."""
         if self._closing_reason is None:
             self._closing_reason = reason
-        self._flush_handle = None
         self._flush()
 
     def close(self, reason: str) -> None:
@@ -384,9 +418,6 @@ class RtmpSession(asyncio.Protocol):
         self._closed = True
         if self._tick_handle is not None:
             self._tick_handle.cancel()
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
-            self._flush_handle = None
         self._end_publish()
         dropped = 0
         for player in self.players.values():
