@@ -4,35 +4,117 @@ reverse."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 
+from aiohttp import web
+
 from bridge.bus.registry import Registry
 from bridge.config import Config
+from bridge.rtmp.merge import MergedWrites
 from bridge.rtmp.server import RtmpServer
+from bridge.rtmp.tunnel import MAX_BODY, RtmptService
 
 log = logging.getLogger("bridge")
 
 
+def _url(scheme: str, host: str | None, port: int) -> str:
+    host = host or "0.0.0.0"
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
+
+
 class App:
+    """Owns every part of the server. ``start`` brings them up in order; ``stop`` takes down
+    only what started, in reverse."""
+
     def __init__(self, config: Config) -> None:
         self.config = config
         self.registry = Registry(
             gop_cache_bytes=config.gop_cache_size_mb * 1024 * 1024,
             unpublish_grace=config.unpublish_grace_seconds,
         )
-        self.rtmp = RtmpServer(config, self.registry)
+        self.merger = MergedWrites(config.rtmp_write_merge_ms / 1000)
+        self.tls = None
+        if config.tls:
+            from bridge.tls import CertificateReloader
+
+            self.tls = CertificateReloader(
+                config.ssl_cert, config.ssl_key, interval=config.ssl_check_reload_seconds, log=log
+            )
+        self.rtmp = RtmpServer(config, self.registry, self.merger)
+        self.rtmps = (
+            RtmpServer(
+                config, self.registry, self.merger, scheme="rtmps", ssl_context=self.tls.context
+            )
+            if self.tls is not None
+            else None
+        )
+        self.rtmpt = RtmptService(config, self.registry, self.merger)
+        self.web = web.Application(client_max_size=MAX_BODY)
+        self.rtmpt.register(self.web)
+        self._runner: web.AppRunner | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._started: list[str] = []
+        self.urls: list[str] = []
 
     async def start(self) -> None:
-        if self.config.rtmp_port:
-            for url in await self.rtmp.start(self.config.rtmp_port):
-                log.info("listening %s", url)
+        config = self.config
+        if config.rtmp_port:
+            self._listening(await self.rtmp.start(config.rtmp_port))
             self._started.append("rtmp")
+        if self.rtmps is not None and config.ssl_port:
+            self._listening(await self.rtmps.start(config.ssl_port))
+            self._started.append("rtmps")
+        if config.http_port or config.https_port:
+            await self.rtmpt.start()
+            self._started.append("rtmpt")
+            # Per-request access logs would be one line per RTMPT poll; sessions log
+            # their own open and close instead.
+            self._runner = web.AppRunner(self.web, access_log=None, shutdown_timeout=2.0)
+            await self._runner.setup()
+            self._started.append("http")
+            if config.http_port:
+                site = web.TCPSite(self._runner, config.bind_host, config.http_port)
+                await site.start()
+                self._listening(self._site_urls(site, "http", config.http_port))
+            if config.https_port and self.tls is not None:
+                site = web.TCPSite(
+                    self._runner, config.bind_host, config.https_port, ssl_context=self.tls.context
+                )
+                await site.start()
+                self._listening(self._site_urls(site, "https", config.https_port))
+        if self.tls is not None:
+            self._tasks.append(asyncio.create_task(self.tls.run(), name="certificate-reload"))
+
+    @staticmethod
+    def _site_urls(site: web.TCPSite, scheme: str, port: int) -> list[str]:
+        server = site._server  # aiohttp keeps the asyncio server here; it knows the real port
+        if isinstance(server, asyncio.base_events.Server) and server.sockets:
+            return [_url(scheme, s.getsockname()[0], s.getsockname()[1]) for s in server.sockets]
+        return [_url(scheme, None, port)]
+
+    def _listening(self, urls: list[str]) -> None:
+        for url in urls:
+            log.info("listening %s", url)
+            self.urls.append(url)
 
     async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        if "rtmpt" in self._started:
+            await self.rtmpt.close()
+        if "rtmps" in self._started and self.rtmps is not None:
+            await self.rtmps.close()
         if "rtmp" in self._started:
             await self.rtmp.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        self.merger.close()
         self.registry.close()
         self._started.clear()
 

@@ -94,6 +94,39 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     Setting("RTMP_PORT", "1935", _port, "plain RTMP listener port (0 = off)"),
     Setting("BIND_ADDRESS", "", _text, "address every listener binds to (empty = all interfaces)"),
+    Setting(
+        "SSL_PORT",
+        "443",
+        _port,
+        "RTMPS (RTMP over TLS) port; on only when SSL_CERT and SSL_KEY are set (0 = off)",
+    ),
+    Setting("SSL_CERT", "", _text, "PEM certificate (chain) file for RTMPS and HTTPS"),
+    Setting("SSL_KEY", "", _text, "PEM private key file for RTMPS and HTTPS"),
+    Setting(
+        "SSL_CHECK_RELOAD_SECONDS",
+        "60",
+        _float_range(0, 86400),
+        "re-read SSL_CERT/SSL_KEY this often when they change, without dropping sessions "
+        "(0 = never)",
+    ),
+    Setting(
+        "HTTP_PORT",
+        "8080",
+        _port,
+        "HTTP service port: RTMPT (and later HLS, WHIP/WHEP, API) (0 = off)",
+    ),
+    Setting(
+        "HTTPS_PORT",
+        "0",
+        _port,
+        "the HTTP service over TLS (RTMPTS) with SSL_CERT/SSL_KEY (0 = off)",
+    ),
+    Setting(
+        "TRUSTED_PROXIES",
+        "",
+        parse_networks,
+        "reverse proxies (IPs/CIDRs) whose X-Forwarded-For names the client (empty = none)",
+    ),
     Setting("RTMP_CHUNK_SIZE", "4096", _int_range(128, 65536), "outgoing RTMP chunk size"),
     Setting(
         "RTMP_PLAY_WHITELIST",
@@ -132,6 +165,13 @@ _BY_NAME = {setting.name: setting for setting in SETTINGS}
 class Config:
     rtmp_port: int
     bind_address: str
+    ssl_port: int
+    ssl_cert: str
+    ssl_key: str
+    ssl_check_reload_seconds: float
+    http_port: int
+    https_port: int
+    trusted_proxies: tuple[Network, ...] | None
     rtmp_chunk_size: int
     rtmp_play_whitelist: tuple[Network, ...] | None
     rtmp_write_merge_ms: int
@@ -140,6 +180,10 @@ class Config:
     unpublish_grace_seconds: float
     log_requests: bool
     log_debug: bool
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.ssl_cert and self.ssl_key)
 
     @property
     def bind_host(self) -> str | None:
@@ -196,4 +240,10 @@ def load(
             values[setting.attr] = setting.parse(raw)
         except ValueError as exc:
             raise ConfigError(setting.name, str(exc)) from None
-    return Config(**values)
+    config = Config(**values)
+    if bool(config.ssl_cert) != bool(config.ssl_key):
+        missing = "SSL_KEY" if config.ssl_cert else "SSL_CERT"
+        raise ConfigError(missing, "SSL_CERT and SSL_KEY must be set together")
+    if config.https_port and not config.ssl_cert:
+        raise ConfigError("HTTPS_PORT", "needs SSL_CERT and SSL_KEY")
+    return config

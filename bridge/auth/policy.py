@@ -42,3 +42,26 @@ def address_allowed(address: str, networks: tuple[Network, ...] | None) -> bool:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
     return any(ip.version == net.version and ip in net for net in networks)
+
+
+def client_address(
+    peer: str, forwarded_for: str | None, trusted: tuple[Network, ...] | None
+) -> str:
+    """The client's address behind trusted reverse proxies.
+
+    Only when ``peer`` (the socket's remote address) is a trusted proxy is X-Forwarded-For
+    believed, and then read from the right: the first address that is not itself a trusted
+    proxy is the client (anything left of it was written by the client and may be forged).
+    ``trusted`` None means every address is trusted; an empty tuple, none.
+    """
+    if not forwarded_for or trusted == () or not address_allowed(peer, trusted):
+        return peer
+    hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
+    for hop in reversed(hops):
+        try:
+            ipaddress.ip_address(hop)
+        except ValueError:
+            return peer  # a malformed header is ignored as a whole
+        if not address_allowed(hop, trusted):
+            return hop
+    return hops[0] if hops else peer

@@ -22,6 +22,7 @@ class RtmpServer:
         self,
         config: Config,
         registry: Registry,
+        merger: MergedWrites,
         *,
         scheme: str = "rtmp",
         ssl_context: ssl.SSLContext | None = None,
@@ -31,7 +32,7 @@ class RtmpServer:
         self.scheme = scheme
         self.ssl_context = ssl_context
         self.sessions: set[RtmpSession] = set()
-        self.merger = MergedWrites(config.rtmp_write_merge_ms / 1000)
+        self.merger = merger
         self._server: asyncio.Server | None = None
 
     async def start(self, port: int) -> list[str]:
@@ -59,7 +60,6 @@ class RtmpServer:
             self._server.close()
         for session in list(self.sessions):
             session.shutdown()
-        self.merger.close()
         if self._server is not None:
             try:
                 await asyncio.wait_for(self._server.wait_closed(), timeout=3.0)
