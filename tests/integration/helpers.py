@@ -356,6 +356,9 @@ def launch_server(
             str(port),
             "--bind-address",
             "127.0.0.1",
+            # The HTTP service (RTMPT) is on by default on 8080; tests that want it pass
+            # their own --http-port.
+            *([] if "--http-port" in flags else ["--http-port", "0"]),
             *flags,
         ]
         proc = group.start(

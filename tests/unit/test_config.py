@@ -27,6 +27,13 @@ NON_DEFAULT = {
         '["10.0.0.0/8", "::1"]',
     ),
     "ID_MAX_LENGTH": ("64", 64, "64"),
+    "SSL_PORT": ("8443", 8443, "8443"),
+    "SSL_CERT": ("/etc/bridge/cert.pem", "/etc/bridge/cert.pem", '"/etc/bridge/cert.pem"'),
+    "SSL_KEY": ("/etc/bridge/key.pem", "/etc/bridge/key.pem", '"/etc/bridge/key.pem"'),
+    "SSL_CHECK_RELOAD_SECONDS": ("5", 5.0, "5"),
+    "HTTP_PORT": ("0", 0, "0"),
+    "HTTPS_PORT": ("8443", 8443, "8443"),
+    "TRUSTED_PROXIES": ("127.0.0.1", (ipaddress.ip_network("127.0.0.1"),), '"127.0.0.1"'),
     "GOP_CACHE_SIZE_MB": ("0", 0, "0"),
     "RTMP_WRITE_MERGE_MS": ("0", 0, "0"),
     "UNPUBLISH_GRACE_SECONDS": ("0.25", 0.25, "0.25"),
@@ -37,6 +44,13 @@ NON_DEFAULT = {
 DEFAULTS = Config(
     rtmp_port=1935,
     bind_address="",
+    ssl_port=443,
+    ssl_cert="",
+    ssl_key="",
+    ssl_check_reload_seconds=60.0,
+    http_port=8080,
+    https_port=0,
+    trusted_proxies=(),
     rtmp_chunk_size=4096,
     rtmp_play_whitelist=None,
     rtmp_write_merge_ms=20,
@@ -80,19 +94,44 @@ def test_bind_host() -> None:
     assert load({}, environ={"BIND_ADDRESS": "::1"}).bind_host == "::1"
 
 
+# Settings that are only valid with others set too (checked together at start-up).
+COMPANIONS = {
+    "SSL_CERT": {"SSL_KEY": "/k.pem"},
+    "SSL_KEY": {"SSL_CERT": "/c.pem"},
+    "HTTPS_PORT": {"SSL_CERT": "/c.pem", "SSL_KEY": "/k.pem"},
+}
+
+
 @pytest.mark.parametrize("name", sorted(NON_DEFAULT))
 def test_every_setting_from_each_source(name: str, tmp_path: Path) -> None:
     raw, parsed, toml = NON_DEFAULT[name]
     attr = name.lower()
-    assert getattr(load({name: raw}, environ={}), attr) == parsed
-    assert getattr(load({}, environ={name: raw}), attr) == parsed
-    path = write_toml(tmp_path, f"{name} = {toml}\n")
+    extra = COMPANIONS.get(name, {})
+    assert getattr(load({name: raw, **extra}, environ={}), attr) == parsed
+    assert getattr(load({}, environ={name: raw, **extra}), attr) == parsed
+    lines = [f"{name} = {toml}"] + [f'{k} = "{v}"' for k, v in extra.items()]
+    path = write_toml(tmp_path, "\n".join(lines) + "\n")
     assert getattr(load({}, environ={}, config_file=path), attr) == parsed
-    # Only that one setting moved.
-    others = load({name: raw}, environ={})
+    # Only that one setting (and its companions) moved.
+    others = load({name: raw, **extra}, environ={})
+    moved = {attr} | {k.lower() for k in extra}
     for field in DEFAULTS.__dataclass_fields__:
-        if field != attr:
+        if field not in moved:
             assert getattr(others, field) == getattr(DEFAULTS, field)
+
+
+@pytest.mark.parametrize(
+    ("given", "named"),
+    [
+        ({"SSL_CERT": "/c.pem"}, "SSL_KEY"),
+        ({"SSL_KEY": "/k.pem"}, "SSL_CERT"),
+        ({"HTTPS_PORT": "8443"}, "HTTPS_PORT"),
+    ],
+)
+def test_tls_settings_go_together(given: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(given, environ={})
+    assert info.value.name == named
 
 
 @pytest.mark.parametrize("key", ["rtmp_port", "RTMP_PORT", "rtmp-port", "Rtmp_Port"])
@@ -266,6 +305,7 @@ def test_every_setting_has_an_env_name_and_a_kebab_flag(setting: config.Setting)
     args = cli._parser().parse_args(["serve", setting.flag, raw])
     assert getattr(args, setting.name) == raw
     flags = {s.name: getattr(args, s.name) for s in SETTINGS}
+    flags.update(COMPANIONS.get(setting.name, {}))
     assert getattr(load(flags, environ={}), setting.attr) == NON_DEFAULT[setting.name][1]
 
 
