@@ -335,3 +335,9 @@ def test_cli_bad_setting_is_one_line(
     assert err.count("\n") == 1
     assert "RTMP_PORT" in err
     assert "Traceback" not in err
+
+
+def test_readme_documents_every_setting() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for setting in SETTINGS:
+        assert f"| `{setting.name}` | `{setting.flag}` |" in readme, setting.name
