@@ -15,11 +15,13 @@ from bridge.config import Config
 from bridge.rtmp.merge import MergedWrites
 from bridge.rtmp.server import RtmpServer
 from bridge.rtmp.tunnel import MAX_BODY, RtmptService
+from bridge.tls_accept import start_tls_server
 
 log = logging.getLogger("bridge")
 
 
 def _url(scheme: str, host: str | None, port: int) -> str:
+    """A listener's URL for the log line (IPv6 hosts in brackets)."""
     host = host or "0.0.0.0"
     return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
@@ -54,6 +56,7 @@ class App:
         self.web = web.Application(client_max_size=MAX_BODY)
         self.rtmpt.register(self.web)
         self._runner: web.AppRunner | None = None
+        self._https: asyncio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._started: list[str] = []
         self.urls: list[str] = []
@@ -79,11 +82,18 @@ class App:
                 await site.start()
                 self._listening(self._site_urls(site, "http", config.http_port))
             if config.https_port and self.tls is not None:
-                site = web.TCPSite(
-                    self._runner, config.bind_host, config.https_port, ssl_context=self.tls.context
+                handler_factory = self._runner.server
+                assert handler_factory is not None  # set by setup()
+                server = await start_tls_server(
+                    handler_factory,
+                    self.tls.context,
+                    config.bind_host,
+                    config.https_port,
+                    "https",
+                    log,
                 )
-                await site.start()
-                self._listening(self._site_urls(site, "https", config.https_port))
+                self._https = server
+                self._listening([_url("https", *s.getsockname()[:2]) for s in server.sockets])
         if self.tls is not None:
             self._tasks.append(asyncio.create_task(self.tls.run(), name="certificate-reload"))
 
@@ -111,6 +121,9 @@ class App:
             await self.rtmps.close()
         if "rtmp" in self._started:
             await self.rtmp.close()
+        if self._https is not None:
+            self._https.close()
+            self._https = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

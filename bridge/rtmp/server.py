@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from bridge.bus.registry import Registry
 from bridge.rtmp.merge import MergedWrites
 from bridge.rtmp.session import RtmpSession
+from bridge.tls_accept import start_tls_server
 
 if TYPE_CHECKING:
     from bridge.config import Config
@@ -37,17 +38,19 @@ class RtmpServer:
 
     async def start(self, port: int) -> list[str]:
         """Listen; returns the URLs listened on."""
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: RtmpSession(
-                self.config, self.registry, self.sessions, self.scheme, self.merger
-            ),
-            host=self.config.bind_host,
-            port=port,
-            ssl=self.ssl_context,
-            reuse_address=True,
-            ssl_handshake_timeout=10.0 if self.ssl_context else None,
-        )
+
+        def factory() -> RtmpSession:
+            return RtmpSession(self.config, self.registry, self.sessions, self.scheme, self.merger)
+
+        if self.ssl_context is not None:
+            self._server = await start_tls_server(
+                factory, self.ssl_context, self.config.bind_host, port, self.scheme, log
+            )
+        else:
+            loop = asyncio.get_running_loop()
+            self._server = await loop.create_server(
+                factory, host=self.config.bind_host, port=port, reuse_address=True
+            )
         urls = []
         for sock in self._server.sockets:
             host, bound_port = sock.getsockname()[:2]
