@@ -7,7 +7,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
-from bridge import __version__, config, logs
+from bridge import __version__, config, logs, probe
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,12 +33,22 @@ def _parser() -> argparse.ArgumentParser:
             default=None,
             help=f"{setting.help} [env {setting.name}, default {default}]",
         )
+    probe_parser = commands.add_parser(
+        "probe",
+        help="test which of rtmp, rtmps and rtmpt reach a server, and how fast",
+        description="Try RTMP (1935), RTMPS (443) and RTMPT (80), or the ports given, as the "
+        "Flash Player did: handshake and connect on each; print which work and how long each "
+        "step took.",
+    )
+    probe.add_arguments(probe_parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.command == "probe":
+        return probe.main(args)
     if args.command != "serve":
         parser.print_help()
         return 2

@@ -278,12 +278,10 @@ class ConnectExchange:
         if name in ("_result", "_error") and txn == 1:
             ok = name == "_result" and code == SUCCESS_CODE
             self.reply = ConnectReply(ok, code or f"{name} without a status code", description)
-        elif (
-            name == "onStatus"
-            and code.startswith("NetConnection.Connect.")
-            and (code != SUCCESS_CODE)
-        ):
-            self.reply = ConnectReply(False, code, description)
+        elif name == "onStatus" and code.startswith("NetConnection.Connect."):
+            # Some servers announce a refusal with onStatus before (or instead of) _error.
+            if code != SUCCESS_CODE:
+                self.reply = ConnectReply(False, code, description)
 
 
 # ---------------------------------------------------------------------------- the adapters
@@ -479,7 +477,8 @@ async def _exchange_http(attempt: _Attempt, tls: ssl.SSLContext | None) -> None:
             attempt.connect = round((marks["end"] - marks["start"]) * 1000, 3)
         if isinstance(tls, _TlsContext) and tls.last_object is not None:
             attempt.tls_version = tls.last_object.version()
-        session_id = opened.strip().decode("ascii", "replace")
+        # The id ends with "\n"; a server that also put a polling byte in front is forgiven.
+        session_id = opened.strip(bytes(range(33))).decode("ascii", "replace")
         if not session_id or len(session_id) > 256 or not session_id.isprintable():
             raise _Failure("no usable session id in the reply to /open/1")
         if "/" in session_id or " " in session_id:
@@ -568,7 +567,10 @@ async def probe_one(
             return attempt.result(f"timed out after {timeout:.1f} s {attempt.stage}")
     except Exception as exc:  # every failure is a row in the table, never a traceback
         if attempt.reply is None:
-            return attempt.result(_describe(exc))
+            reason = _describe(exc)
+            if isinstance(exc, ConnectionResetError | aiohttp.ServerDisconnectedError):
+                reason += f" {attempt.stage}"
+            return attempt.result(reason)
     return attempt.result(None)
 
 
