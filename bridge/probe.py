@@ -19,7 +19,6 @@ import contextlib
 import errno
 import ipaddress
 import json
-import os
 import re
 import socket
 import ssl
@@ -33,11 +32,11 @@ from urllib.parse import urlsplit
 import aiohttp
 from yarl import URL
 
-from bridge.rtmp import amf0
-from bridge.rtmp.chunk import ChunkReader, chunk_message
+from bridge.rtmp.client import (
+    ConnectExchange,
+    ConnectReply,
+)
 from bridge.rtmp.errors import HandshakeError, RtmpError
-from bridge.rtmp.handshake import ClientHandshake
-from bridge.rtmp.messages import CSID_COMMAND, MessageType
 
 __all__ = [
     "ConnectExchange",
@@ -68,16 +67,12 @@ TRANSPORTS: dict[str, tuple[int, bool, bool]] = {
 }
 DEFAULT_APP = "live"
 DEFAULT_TIMEOUT = 5.0
-SUCCESS_CODE = "NetConnection.Connect.Success"
 
-# What we let a server make us hold: a connect reply is a few hundred bytes.
-MAX_REPLY_MESSAGE = 64 * 1024
+# What we let a server make us hold.
 MAX_HTTP_BODY = 256 * 1024
 IDLE_PAUSE = 0.01  # before an idle POST that follows an empty reply (FFmpeg waits 50 ms)
 CLOSE_GRACE = 1.0  # seconds allowed for a polite close once the answer is known
 
-# FFmpeg's player connect object (rtmp.md §7): servers know it, and it asks for no publish.
-FLASH_VER = "LNX 9,0,124,2"
 _HTTP_HEADERS = {
     # The headers librtmp and FFmpeg send on every tunnel POST (rtmpt.md §2).
     "Content-Type": "application/x-fcs",
@@ -191,97 +186,6 @@ def plan_targets(
             given = url.port
         targets.append(ProbeTarget(transport, url.host, given or default_port, url.app, url.path))
     return targets
-
-
-# ------------------------------------------------------------------- the RTMP side, sans-IO
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectReply:
-    ok: bool
-    code: str
-    description: str
-
-
-def connect_command(app: str, tc_url: str) -> bytes:
-    """``connect`` (txn 1) as one chunked AMF0 command message at the default chunk size."""
-    payload = amf0.encode(
-        "connect",
-        1.0,
-        {
-            "app": app,
-            "flashVer": FLASH_VER,
-            "tcUrl": tc_url,
-            "fpad": False,
-            "capabilities": 15.0,
-            "audioCodecs": 4071.0,
-            "videoCodecs": 252.0,
-            "videoFunction": 1.0,
-            "objectEncoding": 0.0,
-        },
-    )
-    return chunk_message(CSID_COMMAND, MessageType.COMMAND_AMF0, 0, 0, payload, 128)
-
-
-class ConnectExchange:
-    """Client side of the simple handshake plus ``connect``: bytes in, bytes out, one reply.
-
-    ``receive_data`` raises RtmpError when the server's bytes are not RTMP; ``reply`` is set
-    once ``_result``/``_error`` for txn 1 (or a NetConnection.Connect.* error status) arrives.
-    """
-
-    def __init__(
-        self, app: str, tc_url: str, *, random_bytes: Callable[[int], bytes] = os.urandom
-    ) -> None:
-        self._handshake = ClientHandshake(random_bytes=random_bytes)
-        self._reader = ChunkReader(max_message_size=MAX_REPLY_MESSAGE)
-        self._connect = connect_command(app, tc_url)
-        self._out = bytearray(self._handshake.initial_data())
-        self.reply: ConnectReply | None = None
-
-    @property
-    def handshake_done(self) -> bool:
-        return self._handshake.done
-
-    def data_to_send(self) -> bytes:
-        out = bytes(self._out)
-        self._out.clear()
-        return out
-
-    def receive_data(self, data: bytes) -> None:
-        if self.reply is not None or not data:
-            return
-        if not self._handshake.done:
-            self._handshake.receive_data(data)
-            self._out += self._handshake.data_to_send()  # C2
-            if not self._handshake.done:
-                return
-            self._out += self._connect  # the client may send once it has S2 (rtmp.md §2)
-            data = self._handshake.take_leftover()
-        for message in self._reader.feed(data):
-            if message.type_id == MessageType.COMMAND_AMF0:
-                self._on_command(amf0.decode(message.payload))
-            elif message.type_id == MessageType.COMMAND_AMF3:
-                self._on_command(amf0.decode(message.payload[1:]))
-            if self.reply is not None:
-                return
-
-    def _on_command(self, values: list[Any]) -> None:
-        if len(values) < 2 or not isinstance(values[0], str):
-            return
-        name, txn = values[0], values[1]
-        info = next((v for v in values[2:] if isinstance(v, dict) and "code" in v), {})
-        code = info.get("code")
-        code = code if isinstance(code, str) else ""
-        description = info.get("description")
-        description = description if isinstance(description, str) else ""
-        if name in ("_result", "_error") and txn == 1:
-            ok = name == "_result" and code == SUCCESS_CODE
-            self.reply = ConnectReply(ok, code or f"{name} without a status code", description)
-        elif name == "onStatus" and code.startswith("NetConnection.Connect."):
-            # Some servers announce a refusal with onStatus before (or instead of) _error.
-            if code != SUCCESS_CODE:
-                self.reply = ConnectReply(False, code, description)
 
 
 # ---------------------------------------------------------------------------- the adapters
