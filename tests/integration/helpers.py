@@ -16,6 +16,7 @@ import shlex
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -34,7 +35,8 @@ SETTING_ENV_NAMES = (
     "RTMP_CHUNK_SIZE CALLBACK_URL JWT_SECRET CUSTOM_JWT_SUBJECT RTMP_PLAY_WHITELIST "
     "MAX_IP_CONCURRENT_CONNECTIONS CONCURRENT_LIMIT_WHITELIST ID_MAX_LENGTH "
     "GOP_CACHE_SIZE_MB LOG_REQUESTS LOG_DEBUG REDIS_USE REDIS_HOST REDIS_PORT "
-    "REDIS_PASSWORD REDIS_TLS REDIS_CHANNEL HTTP_PORT HTTPS_PORT UNPUBLISH_GRACE_SECONDS"
+    "REDIS_PASSWORD REDIS_TLS REDIS_CHANNEL HTTP_PORT HTTPS_PORT UNPUBLISH_GRACE_SECONDS "
+    "TRUSTED_PROXIES RTMP_WRITE_MERGE_MS"
 ).split()
 
 SERVER_READY_TIMEOUT = 10.0
@@ -67,9 +69,19 @@ def rtmpdump() -> str:
 
 def free_port() -> int:
     """A TCP port that was free on 127.0.0.1 a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct TCP ports that were free on 127.0.0.1 a moment ago (one closed
+    port is not handed out twice: all are held until all are picked)."""
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(count):
+            s = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+        return ports
 
 
 def wait_for_port(port: int, timeout: float, alive: Callable[[], bool] = lambda: True) -> bool:
@@ -124,6 +136,25 @@ def _established_inodes_to(port: int) -> set[str]:
 def is_connected(pid: int, port: int) -> bool:
     """Whether process `pid` has an established TCP connection to local `port` (Linux)."""
     return bool(_socket_inodes(pid) & _established_inodes_to(port))
+
+
+def insecure_tls_context() -> ssl.SSLContext:
+    """A TLS client context that accepts any certificate (the tests' are self-signed)."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def served_certificate_sha256(port: int, timeout: float = 5.0) -> str:
+    """SHA-256 (hex) of the certificate a new TLS connection to 127.0.0.1:port is given."""
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw,
+        insecure_tls_context().wrap_socket(raw) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der, f"no certificate from port {port}"
+    return hashlib.sha256(der).hexdigest()
 
 
 def tail(text: str, lines: int = 40) -> str:
@@ -304,15 +335,22 @@ class ProcGroup:
 # --------------------------------------------------------------------------- server
 
 
+# Which `bridge serve` flag gives the port of each URL scheme (plain rtmp: `Server.port`).
+SCHEME_PORT_FLAGS = {"rtmps": "--ssl-port", "rtmpt": "--http-port", "rtmpts": "--https-port"}
+
+
 @dataclass
 class Server:
     """A running `bridge serve`; its ProcGroup stops it (SIGTERM, SIGKILL after 5 s)."""
 
     port: int
     proc: Proc
+    ports: dict[str, int] = field(default_factory=dict)  # listener flag -> port it was given
 
-    def url(self, channel: str, key: str) -> str:
-        return f"rtmp://127.0.0.1:{self.port}/{channel}/{key}"
+    def url(self, channel: str, key: str, scheme: str = "rtmp") -> str:
+        """`SCHEME://127.0.0.1:PORT/CHANNEL/KEY` on the listener of that scheme."""
+        port = self.port if scheme == "rtmp" else self.ports[SCHEME_PORT_FLAGS[scheme]]
+        return f"{scheme}://127.0.0.1:{port}/{channel}/{key}"
 
     def stderr_text(self) -> str:
         return self.proc.stderr_text()
@@ -343,12 +381,16 @@ def launch_server(
     env: Mapping[str, str] | None = None,
     name: str = "server",
     ready_timeout: float = SERVER_READY_TIMEOUT,
+    listeners: Sequence[str] = (),
 ) -> Server:
     """Start `bridge serve` on a free loopback port and wait until the port accepts.
 
-    Retries (twice) only when the port was taken between picking and binding."""
+    `listeners`: more port flags (`--ssl-port`, `--http-port`, `--https-port`), each given
+    a free port of its own; the server is ready when all of them accept too. The ports are
+    in `Server.ports`. Retries (twice) only when a port was taken between picking and binding."""
     for attempt in range(3):
-        port = free_port()
+        port, *others = free_ports(1 + len(listeners))
+        extra = dict(zip(listeners, others, strict=True))
         argv = [
             *server_command(),
             "serve",
@@ -358,14 +400,17 @@ def launch_server(
             "127.0.0.1",
             # The HTTP service (RTMPT) is on by default on 8080; tests that want it pass
             # their own --http-port.
-            *([] if "--http-port" in flags else ["--http-port", "0"]),
+            *([] if "--http-port" in (*flags, *extra) else ["--http-port", "0"]),
+            *(arg for flag, value in extra.items() for arg in (flag, str(value))),
             *flags,
         ]
         proc = group.start(
             f"{name}-{attempt}" if attempt else name, argv, env=server_env(env), cwd=REPO_ROOT
         )
-        if wait_for_port(port, ready_timeout, alive=proc.running):
-            return Server(port=port, proc=proc)
+        if all(
+            wait_for_port(p, ready_timeout, alive=proc.running) for p in (port, *extra.values())
+        ):
+            return Server(port=port, proc=proc, ports=extra)
         proc.stop(timeout=2.0)
         err = proc.stderr_text()
         if not re.search(r"address already in use|errno 98", err, re.IGNORECASE):
