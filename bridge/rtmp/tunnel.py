@@ -45,7 +45,9 @@ MAX_AHEAD = 16  # how far ahead of the expected SEQ a request may be
 MAX_SESSIONS = 4096
 MAX_BODY = 4 * 1024 * 1024
 SWEEP_INTERVAL = 1.0
-_HEADERS = {"Cache-Control": "no-cache", "Connection": "Keep-Alive"}
+# No Connection header: aiohttp keeps HTTP/1.1 alive by default and says "close" itself
+# when it will close (a fixed "Keep-Alive" would lie then).
+_HEADERS = {"Cache-Control": "no-cache"}
 
 
 class TunnelTransport(asyncio.Transport):
@@ -134,6 +136,7 @@ class TunnelSession:
         self.protocol = protocol
         self.next_seq = 0
         self.admitted = -1  # the highest SEQ let through: each SEQ is applied once
+        self.waiting: set[int] = set()  # SEQs of requests waiting for their turn
         self.last_request = time.monotonic()
         self.busy = 0  # requests in progress
         self.turn = asyncio.Condition()
@@ -206,16 +209,16 @@ class RtmptService:
 
     async def send(self, request: web.Request) -> web.Response:
         session, seq = self._lookup(request)
-        body = await request.read()
-        async with self._in_order(session, seq):
+        async with self._in_order(session, seq, request):
+            body = await request.read()
             if body and not session.transport.is_closing():
                 session.protocol.data_received(body)
             return self._pending(session)
 
     async def idle(self, request: web.Request) -> web.Response:
         session, seq = self._lookup(request)
-        await request.read()
-        async with self._in_order(session, seq):
+        async with self._in_order(session, seq, request):
+            await request.read()
             transport = session.transport
             if not transport.get_write_buffer_size() and not transport.is_closing():
                 with contextlib.suppress(TimeoutError):
@@ -224,8 +227,8 @@ class RtmptService:
 
     async def close_request(self, request: web.Request) -> web.Response:
         session, seq = self._lookup(request)
-        await request.read()
-        async with self._in_order(session, seq):
+        async with self._in_order(session, seq, request):
+            await request.read()
             self._end(session, "client closed the tunnel")
             return self._reply(b"\x00")
 
@@ -245,16 +248,28 @@ class RtmptService:
         text = request.match_info["seq"]
         if not (text.isascii() and text.isdigit()) or len(text) > 12:
             raise web.HTTPBadRequest(text="bad sequence number")
+        length = request.content_length
+        if length is not None and length > MAX_BODY:
+            # Refused before it is admitted, so its SEQ stays free.
+            raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=length)
         session.last_request = time.monotonic()
         return session, int(text)
 
     @contextlib.asynccontextmanager
-    async def _in_order(self, session: TunnelSession, seq: int) -> Any:
-        if seq <= session.admitted:
+    async def _in_order(self, session: TunnelSession, seq: int, request: web.Request) -> Any:
+        """Run the body of the ``async with`` when every request before ``seq`` has run.
+
+        SEQ is checked before the request body is read, so refused requests hold nothing; at
+        most MAX_AHEAD + 1 requests of a session wait at a time."""
+        if seq <= session.admitted or seq in session.waiting:
             raise web.HTTPBadRequest(text=f"sequence number {seq} was already used")
         if seq > session.next_seq + MAX_AHEAD:
             raise web.HTTPBadRequest(text=f"sequence number {seq} is too far ahead")
         session.busy += 1
+        session.waiting.add(seq)
+        if seq != session.next_seq:
+            # A held idle ahead of us should answer now rather than make us wait for it.
+            session.transport.data_ready.set()
         try:
             async with session.turn:
                 try:
@@ -265,8 +280,6 @@ class RtmptService:
                     raise web.HTTPBadRequest(
                         text=f"request {session.next_seq} never came before {seq}"
                     ) from None
-                if seq <= session.admitted:  # a replay that waited beside the original
-                    raise web.HTTPBadRequest(text=f"sequence number {seq} was already used")
                 session.admitted = seq
             if session.ended:
                 raise web.HTTPNotFound(text="RTMPT session closed")
@@ -279,6 +292,7 @@ class RtmptService:
                 session.last_request = time.monotonic()
         finally:
             session.busy -= 1
+            session.waiting.discard(seq)
 
     def _pending(self, session: TunnelSession) -> web.Response:
         transport = session.transport
