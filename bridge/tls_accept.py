@@ -50,12 +50,15 @@ class TlsAcceptor(asyncio.Protocol):
         assert self._transport is not None
         raw = self._transport
         loop = asyncio.get_running_loop()
+        started = loop.time()
         try:
             tls = await loop.start_tls(
                 raw, self, self._context, server_side=True, ssl_handshake_timeout=self._timeout
             )
         except (OSError, TimeoutError, ConnectionError) as exc:
-            self._fail(raw, exc)
+            # asyncio reports its own handshake timeout as ConnectionAbortedError.
+            timed_out = loop.time() - started >= self._timeout
+            self._fail(raw, exc, timed_out)
             return
         if tls is None:  # closed while the handshake ran
             return
@@ -71,14 +74,14 @@ class TlsAcceptor(asyncio.Protocol):
         if self._lost is not None:
             protocol.connection_lost(self._lost[0])
 
-    def _fail(self, raw: asyncio.Transport, exc: BaseException) -> None:
+    def _fail(self, raw: asyncio.Transport, exc: BaseException, timed_out: bool) -> None:
         _, peer = peer_name(raw.get_extra_info("peername"))
-        if isinstance(exc, TimeoutError):
+        if timed_out:
             reason = f"no TLS handshake within {self._timeout:.0f} s"
         elif isinstance(exc, ssl.SSLError):
             reason = f"TLS handshake failed: {exc.reason or exc}"
         else:
-            reason = f"TLS handshake failed: {exc or type(exc).__name__}"
+            reason = f"TLS handshake failed: {str(exc) or type(exc).__name__}"
         self._log.info("[%s %s] closed: %s", self._label, peer, reason)
         raw.abort()
 

@@ -137,6 +137,7 @@ class RtmpSession(asyncio.Protocol):
         self.ip = ""
         self.opened = time.monotonic()
         self.last_input = self.opened
+        self.idle_since = self.opened  # last moment with no publish and no play
         self.paused_since: float | None = None
         self.stream: Stream | None = None  # what this session publishes
         self.publish_stream_id = 0
@@ -374,8 +375,10 @@ class RtmpSession(asyncio.Protocol):
         if self._closed:
             return
         now = time.monotonic()
-        if self.stream is None and not self.players and now - self.opened > SETUP_TIMEOUT:
-            self.close(f"no publish or play within {SETUP_TIMEOUT:.0f} s")
+        if self.stream is not None or self.players:
+            self.idle_since = now
+        elif now - self.idle_since > SETUP_TIMEOUT:
+            self.close(f"nothing published or played for {SETUP_TIMEOUT:.0f} s")
             return
         if self.stream is not None and now - self.last_input > PUBLISH_IDLE_TIMEOUT:
             self.close(f"publisher sent nothing for {PUBLISH_IDLE_TIMEOUT:.0f} s")

@@ -40,6 +40,11 @@ log = logging.getLogger("bridge.rtmpt")
 CONTENT_TYPE = "application/x-fcs"
 EXPIRY = 8.0  # seconds without a request before a session is closed
 IDLE_HOLD = 0.2  # how long an idle request with nothing to send waits for data
+# While data flows, an idle reply waits until this long after the session's previous reply
+# (or until COALESCE_BYTES are ready): each HTTP request costs far more CPU than the bytes
+# it carries, and librtmp always keeps an idle request waiting.
+COALESCE = 0.08
+COALESCE_BYTES = 64 * 1024
 ORDER_WAIT = 2.0  # how long a request that came early waits for the ones before it
 MAX_AHEAD = 16  # how far ahead of the expected SEQ a request may be
 MAX_SESSIONS = 4096
@@ -139,6 +144,7 @@ class TunnelSession:
         self.waiting: set[int] = set()  # SEQs of requests waiting for their turn
         self.last_request = time.monotonic()
         self.busy = 0  # requests in progress
+        self.last_reply = 0.0
         self.turn = asyncio.Condition()
         self._delay = 0
         self._empty = 0
@@ -209,8 +215,7 @@ class RtmptService:
 
     async def send(self, request: web.Request) -> web.Response:
         session, seq = self._lookup(request)
-        async with self._in_order(session, seq, request):
-            body = await request.read()
+        async with self._in_order(session, seq, request, carries_data=True) as body:
             if body and not session.transport.is_closing():
                 session.protocol.data_received(body)
             return self._pending(session)
@@ -218,17 +223,20 @@ class RtmptService:
     async def idle(self, request: web.Request) -> web.Response:
         session, seq = self._lookup(request)
         async with self._in_order(session, seq, request):
-            await request.read()
             transport = session.transport
             if not transport.get_write_buffer_size() and not transport.is_closing():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(transport.data_ready.wait(), IDLE_HOLD)
+            size = transport.get_write_buffer_size()
+            if 0 < size < COALESCE_BYTES and not transport.is_closing():
+                delay = session.last_reply + COALESCE - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
             return self._pending(session)
 
     async def close_request(self, request: web.Request) -> web.Response:
         session, seq = self._lookup(request)
         async with self._in_order(session, seq, request):
-            await request.read()
             self._end(session, "client closed the tunnel")
             return self._reply(b"\x00")
 
@@ -256,21 +264,31 @@ class RtmptService:
         return session, int(text)
 
     @contextlib.asynccontextmanager
-    async def _in_order(self, session: TunnelSession, seq: int, request: web.Request) -> Any:
-        """Run the body of the ``async with`` when every request before ``seq`` has run.
+    async def _in_order(
+        self, session: TunnelSession, seq: int, request: web.Request, *, carries_data: bool = False
+    ) -> Any:
+        """Run the body of the ``async with`` (given the request body) when every request
+        before ``seq`` has run.
 
-        SEQ is checked before the request body is read, so refused requests hold nothing; at
-        most MAX_AHEAD + 1 requests of a session wait at a time."""
+        SEQ is checked before the body is read, so refused requests hold nothing; at most
+        MAX_AHEAD + 1 requests of a session wait at a time. The body is read before waiting
+        for the turn, while the client is surely still there."""
         if seq <= session.admitted or seq in session.waiting:
             raise web.HTTPBadRequest(text=f"sequence number {seq} was already used")
         if seq > session.next_seq + MAX_AHEAD:
             raise web.HTTPBadRequest(text=f"sequence number {seq} is too far ahead")
         session.busy += 1
         session.waiting.add(seq)
-        if seq != session.next_seq:
-            # A held idle ahead of us should answer now rather than make us wait for it.
-            session.transport.data_ready.set()
         try:
+            try:
+                body = await request.read()
+            except ConnectionError:
+                if carries_data:  # its bytes are lost: the RTMP stream cannot go on
+                    self._end(session, "client dropped a request in flight")
+                raise web.HTTPBadRequest(text="connection lost") from None
+            if seq != session.next_seq:
+                # A held idle ahead of us should answer now rather than make us wait for it.
+                session.transport.data_ready.set()
             async with session.turn:
                 try:
                     await asyncio.wait_for(
@@ -284,7 +302,7 @@ class RtmptService:
             if session.ended:
                 raise web.HTTPNotFound(text="RTMPT session closed")
             try:
-                yield
+                yield body
             finally:
                 async with session.turn:
                     session.next_seq = max(session.next_seq, seq + 1)
@@ -297,6 +315,7 @@ class RtmptService:
     def _pending(self, session: TunnelSession) -> web.Response:
         transport = session.transport
         data = transport.take()
+        session.last_reply = time.monotonic()
         byte = session.polling_byte(bool(data))
         if transport.is_closing():
             self._end(session, "")
