@@ -1,0 +1,1 @@
+"""Control plane: publish auth callbacks, limits, Redis commands, HTTP API and metrics."""
