@@ -291,7 +291,10 @@ def start_bridge(procs: Procs, work: Path, tag: str, http: bool = False) -> Serv
     (otherwise the HTTP service stays off)."""
     port, log = free_port(), work / f"{tag}.log"
     http_port = free_port() if http else 0
-    flags = f"--rtmp-port {port} --http-port {http_port} --bind-address 127.0.0.1 --log-requests NO"
+    flags = (
+        f"--rtmp-port {port} --http-port {http_port} --bind-address 127.0.0.1 --log-requests NO"
+        " --concurrent-limit-whitelist *"  # every bench reader comes from 127.0.0.1
+    )
     argv = [sys.executable, "-m", "bridge", "serve", *flags.split()]
     server = Server("bridge", port, procs.start(argv, log, cwd=REPO), log, http_port=http_port)
     wait_for("bridge listening", lambda: listening(port), 30, server.proc)

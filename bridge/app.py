@@ -10,11 +10,16 @@ import signal
 
 from aiohttp import web
 
+from bridge.api import ControlApi
 from bridge.bus.registry import Registry
 from bridge.config import Config
+from bridge.control.callback import PublishCallback
+from bridge.control.redis_commands import RedisCommands
 from bridge.rtmp.merge import MergedWrites
 from bridge.rtmp.server import RtmpServer
 from bridge.rtmp.tunnel import MAX_BODY, RtmptService
+from bridge.services import Services
+from bridge.sessions import SessionTable
 from bridge.tls_accept import start_tls_server
 
 log = logging.getLogger("bridge")
@@ -36,6 +41,12 @@ class App:
             gop_cache_bytes=config.gop_cache_size_mb * 1024 * 1024,
             unpublish_grace=config.unpublish_grace_seconds,
         )
+        self.sessions = SessionTable(
+            max_per_ip=config.max_ip_concurrent_connections,
+            exempt=config.concurrent_limit_whitelist,
+        )
+        self.auth = PublishCallback(config)
+        self.services = Services(config, self.registry, self.sessions, self.auth)
         self.merger = MergedWrites(config.rtmp_write_merge_ms / 1000)
         self.tls = None
         if config.tls:
@@ -44,22 +55,39 @@ class App:
             self.tls = CertificateReloader(
                 config.ssl_cert, config.ssl_key, interval=config.ssl_check_reload_seconds, log=log
             )
-        self.rtmp = RtmpServer(config, self.registry, self.merger)
+        self.rtmp = RtmpServer(self.services, self.merger)
         self.rtmps = (
-            RtmpServer(
-                config, self.registry, self.merger, scheme="rtmps", ssl_context=self.tls.context
-            )
+            RtmpServer(self.services, self.merger, scheme="rtmps", ssl_context=self.tls.context)
             if self.tls is not None
             else None
         )
-        self.rtmpt = RtmptService(config, self.registry, self.merger)
+        self.redis = RedisCommands(config, self.sessions)
+        self.rtmpt = RtmptService(self.services, self.merger)
+        self.api = ControlApi(
+            config,
+            self.registry,
+            self.sessions,
+            health=self.health,
+            redis_state=lambda: self.redis.state,
+        )
+        self.auth.observers.append(self.api.metrics.observe_callback)
         self.web = web.Application(client_max_size=MAX_BODY)
         self.rtmpt.register(self.web)
+        self.api.register(self.web)
         self._runner: web.AppRunner | None = None
         self._https: asyncio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._started: list[str] = []
         self.urls: list[str] = []
+
+    def health(self) -> dict[str, object]:
+        redis = self.redis.state
+        return {
+            "status": "ok" if self._started else "stopped",
+            "listeners": list(self.urls),
+            "redis": redis,
+            "redis_error": self.redis.last_error if redis == "down" else "",
+        }
 
     async def start(self) -> None:
         config = self.config
@@ -96,6 +124,8 @@ class App:
                 self._listening([_url("https", *s.getsockname()[:2]) for s in server.sockets])
         if self.tls is not None:
             self._tasks.append(asyncio.create_task(self.tls.run(), name="certificate-reload"))
+        if config.redis_use:
+            self._tasks.append(asyncio.create_task(self.redis.run(), name="redis-commands"))
 
     @staticmethod
     def _site_urls(site: web.TCPSite, scheme: str, port: int) -> list[str]:
@@ -121,6 +151,8 @@ class App:
             await self.rtmps.close()
         if "rtmp" in self._started:
             await self.rtmp.close()
+        # Every publish that ended above owes its backend a "stop": deliver them now.
+        await self.auth.close()
         if self._https is not None:
             self._https.close()
             self._https = None

@@ -75,6 +75,13 @@ def _text(text: str) -> str:
     return text.strip()
 
 
+def _url(text: str) -> str:
+    text = text.strip()
+    if text and not (text.startswith("http://") or text.startswith("https://")):
+        raise ValueError(f"{text!r} is not an http:// or https:// URL")
+    return text
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -154,6 +161,45 @@ SETTINGS: tuple[Setting, ...] = (
         "how long players wait for a publisher that left to come back before they are told "
         "the stream ended",
     ),
+    Setting("RTMP_HOST", "", _text, "host name put in callback tokens as rtmp_host"),
+    Setting(
+        "CALLBACK_URL",
+        "",
+        _url,
+        "publish auth callback: POSTed before a publish starts and when it stops (empty = off)",
+    ),
+    Setting("JWT_SECRET", "", _text, "HS256 secret that signs the callback's rtmp-event token"),
+    Setting("CUSTOM_JWT_SUBJECT", "rtmp_event", _text, "`sub` claim of callback tokens"),
+    Setting(
+        "CALLBACK_TIMEOUT_SECONDS",
+        "5",
+        _float_range(0.1, 120),
+        "a callback that has not answered by then refuses the publish",
+    ),
+    Setting(
+        "MAX_IP_CONCURRENT_CONNECTIONS",
+        "4",
+        _int_range(1, 1_000_000),
+        "concurrent connections per client IP, across every protocol",
+    ),
+    Setting(
+        "CONCURRENT_LIMIT_WHITELIST",
+        "",
+        parse_networks,
+        "IPs/CIDRs exempt from that limit (* = everyone; empty = nobody)",
+    ),
+    Setting("REDIS_USE", "NO", _yes_no, "YES: take control commands from Redis pub/sub"),
+    Setting("REDIS_HOST", "127.0.0.1", _text, "Redis host"),
+    Setting("REDIS_PORT", "6379", _port, "Redis port"),
+    Setting("REDIS_PASSWORD", "", _text, "Redis password (empty = none)"),
+    Setting("REDIS_TLS", "NO", _yes_no, "YES: connect to Redis over TLS"),
+    Setting("REDIS_CHANNEL", "rtmp_commands", _text, "pub/sub channel carrying the commands"),
+    Setting(
+        "API_TOKEN",
+        "",
+        _text,
+        "Bearer token for /api/v1 (empty = the API answers loopback clients only)",
+    ),
     Setting("LOG_REQUESTS", "YES", _yes_no, "log one line per session open and close"),
     Setting("LOG_DEBUG", "NO", _yes_no, "debug logging"),
 )
@@ -177,6 +223,20 @@ class Config:
     rtmp_write_merge_ms: int
     id_max_length: int
     gop_cache_size_mb: int
+    rtmp_host: str
+    callback_url: str
+    jwt_secret: str
+    custom_jwt_subject: str
+    callback_timeout_seconds: float
+    max_ip_concurrent_connections: int
+    concurrent_limit_whitelist: tuple[Network, ...] | None
+    redis_use: bool
+    redis_host: str
+    redis_port: int
+    redis_password: str
+    redis_tls: bool
+    redis_channel: str
+    api_token: str
     unpublish_grace_seconds: float
     log_requests: bool
     log_debug: bool
@@ -244,6 +304,8 @@ def load(
     if bool(config.ssl_cert) != bool(config.ssl_key):
         missing = "SSL_KEY" if config.ssl_cert else "SSL_CERT"
         raise ConfigError(missing, "SSL_CERT and SSL_KEY must be set together")
+    if config.callback_url and not config.jwt_secret:
+        raise ConfigError("JWT_SECRET", "CALLBACK_URL needs a JWT_SECRET to sign its tokens")
     if config.https_port and not config.ssl_cert:
         raise ConfigError("HTTPS_PORT", "needs SSL_CERT and SSL_KEY")
     return config

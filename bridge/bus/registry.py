@@ -30,6 +30,7 @@ class Registry:
         self._grace = unpublish_grace
         self._clock = clock
         self._timers: dict[str, asyncio.TimerHandle] = {}
+        self.dropped_total = 0  # units dropped by readers that have since detached
 
     def get(self, channel: str) -> Stream | None:
         return self.streams.get(channel)
@@ -37,7 +38,9 @@ class Registry:
     def _get_or_create(self, channel: str) -> Stream:
         stream = self.streams.get(channel)
         if stream is None:
-            stream = self.streams[channel] = Stream(channel, gop_cache_bytes=self._gop_cache_bytes)
+            stream = self.streams[channel] = Stream(
+                channel, gop_cache_bytes=self._gop_cache_bytes, on_reader_detached=self._detached
+            )
         return stream
 
     def start_publish(self, channel: str, key: str, publisher: object) -> Stream:
@@ -85,6 +88,9 @@ class Registry:
         stream.detach(reader)
         if stream.idle and stream.channel not in self._timers:
             self._forget(stream)
+
+    def _detached(self, reader: Reader) -> None:
+        self.dropped_total += reader.dropped
 
     def _forget(self, stream: Stream) -> None:
         if self.streams.get(stream.channel) is stream:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 from fractions import Fraction
 
 from bridge.bus.gop import GopCache
@@ -33,8 +34,10 @@ class Stream:
         gop_cache_bytes: int,
         reader_max_units: int = DEFAULT_MAX_UNITS,
         reader_max_bytes: int = DEFAULT_MAX_BYTES,
+        on_reader_detached: Callable[[Reader], None] | None = None,
     ) -> None:
         self.channel = channel
+        self._on_reader_detached = on_reader_detached
         self.key: str | None = None
         self.publisher: object | None = None
         self.publish_generation = 0
@@ -72,6 +75,8 @@ class Stream:
         self.tracks = {}
         self.metadata = None
         self.has_video = False
+        self.units_in = 0  # counts are per publish (the API's bitrate divides by its uptime)
+        self.bytes_in = 0
         self.gop.clear()
         self._offset_ms = None
         self._last_dts = {}
@@ -175,6 +180,8 @@ class Stream:
             return
         reader.active = False
         reader.clear()
+        if self._on_reader_detached is not None:
+            self._on_reader_detached(reader)
 
     @property
     def idle(self) -> bool:

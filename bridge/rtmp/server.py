@@ -5,15 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from typing import TYPE_CHECKING
 
-from bridge.bus.registry import Registry
 from bridge.rtmp.merge import MergedWrites
 from bridge.rtmp.session import RtmpSession
+from bridge.services import Services
 from bridge.tls_accept import start_tls_server
-
-if TYPE_CHECKING:
-    from bridge.config import Config
 
 log = logging.getLogger("bridge.rtmp")
 
@@ -21,26 +17,25 @@ log = logging.getLogger("bridge.rtmp")
 class RtmpServer:
     def __init__(
         self,
-        config: Config,
-        registry: Registry,
+        services: Services,
         merger: MergedWrites,
         *,
         scheme: str = "rtmp",
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        self.config = config
-        self.registry = registry
+        self.services = services
+        self.config = services.config
         self.scheme = scheme
         self.ssl_context = ssl_context
-        self.sessions: set[RtmpSession] = set()
         self.merger = merger
+        self.sessions: set[RtmpSession] = set()
         self._server: asyncio.Server | None = None
 
     async def start(self, port: int) -> list[str]:
         """Listen; returns the URLs listened on."""
 
         def factory() -> RtmpSession:
-            return RtmpSession(self.config, self.registry, self.sessions, self.scheme, self.merger)
+            return RtmpSession(self.services, self.sessions, self.scheme, self.merger)
 
         if self.ssl_context is not None:
             self._server = await start_tls_server(

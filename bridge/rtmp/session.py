@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
 
 from bridge.auth.policy import address_allowed, valid_id
 from bridge.bus.reader import Reader
-from bridge.bus.registry import PublishRefused, Registry
+from bridge.bus.registry import PublishRefused
 from bridge.bus.stream import Stream
+from bridge.control.callback import PublishDenied
 from bridge.logs import SessionLog, peer_name
 from bridge.media.units import AUDIO, VIDEO, MediaUnit, Metadata, Track
 from bridge.rtmp import amf0, egress
@@ -34,9 +34,8 @@ from bridge.rtmp.connection import (
 )
 from bridge.rtmp.ingest import FlvIngest
 from bridge.rtmp.merge import MergedWrites
-
-if TYPE_CHECKING:
-    from bridge.config import Config
+from bridge.services import Services
+from bridge.sessions import PLAYER, PUBLISHER
 
 log = logging.getLogger("bridge.rtmp")
 
@@ -118,36 +117,61 @@ class _Player:
 
 
 class RtmpSession(asyncio.Protocol):
+    """One RTMP client (over TCP, TLS or the HTTP tunnel); also a ``bridge.sessions.Session``."""
+
     def __init__(
         self,
-        config: Config,
-        registry: Registry,
-        sessions: set[RtmpSession],
+        services: Services,
+        connections: set[RtmpSession],
         scheme: str,
         merger: MergedWrites,
     ) -> None:
-        self.config = config
+        self.services = services
+        self.config = config = services.config
+        self.registry = services.registry
         self.merger = merger
-        self.registry = registry
-        self.sessions = sessions
+        self.connections = connections
         self.scheme = scheme
         self.conn = ServerConnection(chunk_size=config.rtmp_chunk_size)
         self.transport: asyncio.Transport | None = None
         self.log = SessionLog(log, scheme, "?")
+        # bridge.sessions.Session
+        self.id = services.sessions.new_id(scheme)
+        self.protocol = scheme
         self.ip = ""
+        self.channel = ""
+        self.role = ""
+        self.stream_id = ""
+        self.started_at = time.time()
+        self._bytes_out = 0
         self.opened = time.monotonic()
         self.last_input = self.opened
         self.idle_since = self.opened  # last moment with no publish and no play
         self.paused_since: float | None = None
         self.stream: Stream | None = None  # what this session publishes
         self.publish_stream_id = 0
+        self.publish_key = ""
+        self._publish_task: asyncio.Task[None] | None = None
+        self._stop_owed = False  # the callback accepted a publish: "stop" is due once
         self.ingest: FlvIngest | None = None
         self.players: dict[int, _Player] = {}
         self._flush_requested = False
         self._tick_handle: asyncio.TimerHandle | None = None
         self._closing_reason: str | None = None
         self._closed = False
+        self._registered = False
         self.loop = asyncio.get_running_loop()
+
+    @property
+    def bytes_in(self) -> int:
+        return self.conn.bytes_received
+
+    @property
+    def bytes_out(self) -> int:
+        return self._bytes_out
+
+    def kick(self, reason: str) -> None:
+        self.close(reason)
 
     # ------------------------------------------------------------------------- transport
 
@@ -157,10 +181,28 @@ class RtmpSession(asyncio.Protocol):
         transport.set_write_buffer_limits(high=WRITE_HIGH, low=WRITE_LOW)
         self.ip, shown = peer_name(transport.get_extra_info("peername"))
         self.log.peer = shown
-        self.sessions.add(self)
+        table = self.services.sessions
+        if not table.admit(self.ip):
+            self._closed = True
+            transport.abort()
+            log.warning(
+                "[%s %s] refused: more than %d connections from this address",
+                self.scheme,
+                shown,
+                self.config.max_ip_concurrent_connections,
+            )
+            return
+        table.add(self)
+        self._registered = True
+        self.connections.add(self)
         if self.config.log_requests:
             self.log.info("connected")
         self._tick_handle = self.loop.call_later(TICK, self._tick)
+
+    def _write(self, data: bytes) -> None:
+        assert self.transport is not None
+        self._bytes_out += len(data)
+        self.transport.write(data)
 
     def data_received(self, data: bytes) -> None:
         if self._closed:
@@ -252,22 +294,57 @@ class RtmpSession(asyncio.Protocol):
                 event.stream_id, "NetStream.Publish.BadName", "invalid channel or key"
             )
             return
-        if self.stream is not None:
+        if self.stream is not None or self._publish_task is not None:
             self._refuse_publish(
                 event.stream_id, "NetStream.Publish.BadName", "this connection already publishes"
             )
+            return
+        live = self.registry.get(channel)
+        if live is not None and live.live:
+            # Refused before asking the backend: it would accept a publish that cannot start.
+            self._refuse_publish(event.stream_id, "NetStream.Publish.BadName", "already publishing")
+            return
+        self.channel = channel
+        self._publish_task = self.loop.create_task(self._authorize(event))
+
+    async def _authorize(self, event: PublishRequested) -> None:
+        """Ask the publish callback (or just make a stream id), then start the publish. The
+        client waits for NetStream.Publish.Start meanwhile; nothing else waits on this."""
+        channel, key = event.app, event.name
+        try:
+            stream_id = await self.services.auth.start(channel, key, self.ip)
+        except PublishDenied as exc:
+            if not self._closed:
+                self._refuse_publish(event.stream_id, "NetStream.Publish.Denied", str(exc))
+            return
+        finally:
+            self._publish_task = None
+        self.stream_id = stream_id
+        self.publish_key = key
+        self._stop_owed = True
+        if self._closed:  # the client left while the backend was deciding
+            self._send_stop()
             return
         try:
             stream = self.registry.start_publish(channel, key, self)
         except PublishRefused:
             self._refuse_publish(event.stream_id, "NetStream.Publish.BadName", "already publishing")
+            self._send_stop()
             return
         self.stream = stream
         self.publish_stream_id = event.stream_id
+        self.role = PUBLISHER
         self.ingest = FlvIngest()
-        self.log.info("publishing")
+        self.log.info("publishing (stream id %s)", stream_id)
         for pending in self.conn.accept_publish(event.stream_id):
             self._handle(pending)
+        self._send_pending()
+
+    def _send_stop(self) -> None:
+        """The callback's "stop", exactly once per accepted publish, however it ends."""
+        if self._stop_owed:
+            self._stop_owed = False
+            self.services.auth.stop(self.channel, self.publish_key, self.ip, self.stream_id)
 
     def _refuse_publish(self, stream_id: int, code: str, reason: str) -> None:
         self.conn.reject_publish(stream_id, code, reason)
@@ -290,6 +367,9 @@ class RtmpSession(asyncio.Protocol):
             self._refuse_play(event.stream_id, "NetStream.Play.BadName", "wrong key")
             return
         player.reader = reader
+        self.channel = channel
+        if not self.role:
+            self.role = PLAYER
         if reader.stream.live:
             player.on_publish_start()
         else:
@@ -312,6 +392,9 @@ class RtmpSession(asyncio.Protocol):
         stream, self.stream, self.ingest = self.stream, None, None
         if stream is not None:
             self.registry.end_publish(stream, self)
+            if self.role == PUBLISHER:
+                self.role = ""
+        self._send_stop()
 
     # ---------------------------------------------------------------------------- output
 
@@ -326,8 +409,8 @@ class RtmpSession(asyncio.Protocol):
 
     def _send_pending(self) -> None:
         data = self.conn.data_to_send()
-        if data and self.transport is not None:
-            self.transport.write(data)
+        if data and self.transport is not None and not self._closed:
+            self._write(data)
         if self.players:
             self.schedule_flush()
 
@@ -352,7 +435,7 @@ class RtmpSession(asyncio.Protocol):
             for part in out[before:]:
                 size += len(part)
         if out:
-            transport.write(out[0] if len(out) == 1 else b"".join(out))
+            self._write(out[0] if len(out) == 1 else b"".join(out))
         if reader.queue and self.paused_since is None:
             self.schedule_flush()
 
@@ -362,7 +445,7 @@ class RtmpSession(asyncio.Protocol):
             return
         data = self.conn.data_to_send()
         if data:
-            transport.write(data)
+            self._write(data)
         if self.paused_since is None:
             for player in list(self.players.values()):
                 if player.started and player.reader is not None and player.reader.queue:
@@ -375,7 +458,7 @@ class RtmpSession(asyncio.Protocol):
         if self._closed:
             return
         now = time.monotonic()
-        if self.stream is not None or self.players:
+        if self.stream is not None or self.players or self._publish_task is not None:
             self.idle_since = now
         elif now - self.idle_since > SETUP_TIMEOUT:
             self.close(f"nothing published or played for {SETUP_TIMEOUT:.0f} s")
@@ -407,7 +490,7 @@ class RtmpSession(asyncio.Protocol):
                 self.conn.end_play(player.stream_id, "The server is shutting down.")
         data = self.conn.data_to_send()
         if data and self.transport is not None:
-            self.transport.write(data)
+            self._write(data)
         self._close_now("server shutting down")
 
     def _close_now(self, reason: str) -> None:
@@ -421,6 +504,8 @@ class RtmpSession(asyncio.Protocol):
         self._closed = True
         if self._tick_handle is not None:
             self._tick_handle.cancel()
+        if not self._registered:
+            return  # refused at the door: never counted, nothing to undo
         self._end_publish()
         dropped = 0
         for player in self.players.values():
@@ -429,7 +514,8 @@ class RtmpSession(asyncio.Protocol):
                 self.registry.detach(player.reader)
                 player.reader = None
         self.players.clear()
-        self.sessions.discard(self)
+        self.connections.discard(self)
+        self.services.sessions.remove(self)
         if dropped:
             reason += f" (dropped {dropped} units while lagging)"
         if self.config.log_requests:

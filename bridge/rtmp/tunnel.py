@@ -23,17 +23,14 @@ import contextlib
 import logging
 import secrets
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
 from bridge.auth.policy import client_address
-from bridge.bus.registry import Registry
 from bridge.rtmp.merge import MergedWrites
 from bridge.rtmp.session import RtmpSession
-
-if TYPE_CHECKING:
-    from bridge.config import Config
+from bridge.services import Services
 
 log = logging.getLogger("bridge.rtmpt")
 
@@ -169,9 +166,9 @@ class TunnelSession:
 class RtmptService:
     """The RTMPT endpoints of the HTTP service, and every tunnel session's owner."""
 
-    def __init__(self, config: Config, registry: Registry, merger: MergedWrites) -> None:
-        self.config = config
-        self.registry = registry
+    def __init__(self, services: Services, merger: MergedWrites) -> None:
+        self.services = services
+        self.config = services.config
         self.merger = merger
         self.sessions: dict[str, TunnelSession] = {}
         self.rtmp_sessions: set[RtmpSession] = set()
@@ -203,9 +200,16 @@ class RtmptService:
             log.warning("RTMPT session refused: %d sessions open", len(self.sessions))
             raise web.HTTPServiceUnavailable(text="too many RTMPT sessions")
         peer = self._peer(request)
+        if not self.services.sessions.admit(peer[0]):
+            log.warning(
+                "[rtmpt %s] refused: more than %d connections from this address",
+                peer[0],
+                self.config.max_ip_concurrent_connections,
+            )
+            raise web.HTTPTooManyRequests(text="too many connections from this address")
         transport = TunnelTransport(peer, request.secure)
         scheme = "rtmpts" if request.secure else "rtmpt"
-        protocol = RtmpSession(self.config, self.registry, self.rtmp_sessions, scheme, self.merger)
+        protocol = RtmpSession(self.services, self.rtmp_sessions, scheme, self.merger)
         transport.set_protocol(protocol)
         session_id = secrets.token_urlsafe(18)  # 24 characters of [A-Za-z0-9_-]: no '/'
         session = TunnelSession(session_id, transport, protocol)

@@ -401,6 +401,14 @@ def launch_server(
             # The HTTP service (RTMPT) is on by default on 8080; tests that want it pass
             # their own --http-port.
             *([] if "--http-port" in (*flags, *extra) else ["--http-port", "0"]),
+            # Every client of a test comes from 127.0.0.1: the default limit of 4 connections
+            # per address would refuse them. Tests of the limit pass their own flags.
+            *(
+                []
+                if {"--max-ip-concurrent-connections", "--concurrent-limit-whitelist"}
+                & {*flags, *extra}
+                else ["--concurrent-limit-whitelist", "*"]
+            ),
             *(arg for flag, value in extra.items() for arg in (flag, str(value))),
             *flags,
         ]
