@@ -8,7 +8,6 @@ the bus registry; the only things it changes are sessions, through ``Session.kic
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import json
 import logging
 import time
@@ -20,7 +19,7 @@ from aiohttp import web
 
 from bridge.api.metrics import Metrics
 from bridge.api.openapi import PREFIX, build_document
-from bridge.auth.policy import client_address, valid_id
+from bridge.auth.policy import client_address, is_loopback, valid_id
 from bridge.bus.registry import Registry
 from bridge.bus.stream import Stream
 from bridge.config import Config
@@ -49,17 +48,6 @@ def rfc3339(wall_seconds: float) -> str:
     """Wall-clock seconds as an RFC 3339 UTC timestamp with milliseconds."""
     moment = datetime.fromtimestamp(wall_seconds, UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def is_loopback(address: str) -> bool:
-    """127.0.0.0/8, ::1, and IPv4-mapped loopback (::ffff:127.x) as dual-stack sockets give."""
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_loopback
 
 
 def session_view(session: Session) -> dict[str, Any]:

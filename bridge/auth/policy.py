@@ -30,17 +30,31 @@ def parse_networks(text: str) -> tuple[Network, ...] | None:
     return tuple(networks)
 
 
-def address_allowed(address: str, networks: tuple[Network, ...] | None) -> bool:
-    """Whether ``address`` is in ``networks`` (None = everyone). An IPv4-mapped IPv6 address
-    counts as its IPv4 form, as dual-stack sockets report IPv4 peers that way."""
-    if networks is None:
-        return True
+def parse_ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An address as a socket reports it, or None. An IPv4-mapped IPv6 address becomes its
+    IPv4 form, as dual-stack sockets report IPv4 peers that way; a zone id is dropped."""
     try:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
-        return False
+        return None
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+        return ip.ipv4_mapped
+    return ip
+
+
+def is_loopback(address: str) -> bool:
+    """127.0.0.0/8, ::1, and IPv4-mapped loopback (::ffff:127.x)."""
+    ip = parse_ip(address)
+    return ip is not None and ip.is_loopback
+
+
+def address_allowed(address: str, networks: tuple[Network, ...] | None) -> bool:
+    """Whether ``address`` is in ``networks`` (None = everyone)."""
+    if networks is None:
+        return True
+    ip = parse_ip(address)
+    if ip is None:
+        return False
     return any(ip.version == net.version and ip in net for net in networks)
 
 

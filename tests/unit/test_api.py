@@ -19,7 +19,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, settings
 
 from bridge.api import ControlApi
-from bridge.api.routes import is_loopback, rfc3339
+from bridge.api.routes import rfc3339
+from bridge.auth.policy import is_loopback
 from bridge.bus.reader import Reader
 from bridge.bus.registry import Registry
 from bridge.bus.stream import Stream
