@@ -19,7 +19,8 @@ The parsing follows the Go server this project grew from, AgustinSRG/rtmp-server
 Where we differ, on purpose: Go's ``kill-session`` closes only the publisher although its
 README says "closes any sessions for that specific channel" (ours ends all of them, as the
 contract says); Go looks up any channel text and silently finds nothing, we also check it with
-``valid_id`` and log why a command was ignored; Go sleeps 10 s after a Redis error, we retry
+``valid_id`` and log why a command was ignored (likewise an empty STREAM_ID: every publish
+session of ours has one); Go sleeps 10 s after a Redis error, we retry
 after 0.2 s doubling to 3 s. (The Rust port, AgustinSRG/rtmp-server-rs ``src/redis/command.rs``,
 lower-cases the name and re-joins extra ``>``; we follow the Go server.)
 
