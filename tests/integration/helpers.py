@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import hashlib
+import json
 import os
 import re
 import shlex
@@ -21,10 +22,13 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -755,3 +759,39 @@ class FlvStreamWatcher:
                         self.buffer = bytearray()
                         return
                 self._scanned = off + 11 + size + 4
+
+
+# --------------------------------------------------------------------------- shared by tests
+
+
+def video_packets(reader: Proc, source: SourceMedia) -> int:
+    """Video packets an ffmpeg framemd5 reader has written so far."""
+    return len(parse_framemd5(reader.stdout_text()).by_codec(source.video_codec))
+
+
+def wait_for_media(reader: Proc, source: SourceMedia, timeout: float = 10.0) -> None:
+    """Until the reader has written video packets (ffmpeg writes nothing while it probes)."""
+    ok = wait_until(lambda: video_packets(reader, source) > 0 or not reader.running(), timeout)
+    assert ok and reader.running(), (
+        f"reader got no video within {timeout} s\n{reader.diagnostics()}"
+    )
+
+
+def http(
+    server: Server, method: str, path: str, token: str | None = None
+) -> tuple[int, Any, dict[str, str]]:
+    """One request to the server's HTTP service: status, JSON (or text) body, headers."""
+    port = server.ports["--http-port"]
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    data = b"" if method == "POST" else None
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", data=data, method=method, headers=headers
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            status, body, got = response.status, response.read(), dict(response.headers)
+    except urllib.error.HTTPError as exc:
+        status, body, got = exc.code, exc.read(), dict(exc.headers)
+    if got.get("Content-Type", "").startswith("application/json"):
+        return status, json.loads(body), got
+    return status, body.decode(errors="replace"), got

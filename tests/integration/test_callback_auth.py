@@ -30,8 +30,9 @@ from .helpers import (
     Tools,
     framemd5_argv,
     launch_server,
-    parse_framemd5,
     publish_argv,
+    video_packets,
+    wait_for_media,
     wait_until,
 )
 
@@ -241,17 +242,6 @@ def start_bridge(procs: ProcGroup, backend: CallbackBackend, *flags: str) -> Ser
     )  # fmt: skip
     backend.rtmp_port = server.port
     return server
-
-
-def video_packets(reader: Proc, source: SourceMedia) -> int:
-    return len(parse_framemd5(reader.stdout_text()).by_codec(source.video_codec))
-
-
-def wait_for_media(reader: Proc, source: SourceMedia, timeout: float = 10.0) -> None:
-    ok = wait_until(lambda: video_packets(reader, source) > 0 or not reader.running(), timeout)
-    assert ok and reader.running(), (
-        f"reader got no video within {timeout} s\n{reader.diagnostics()}"
-    )
 
 
 def looping_publisher(

@@ -4,12 +4,9 @@ against a server with a live ffmpeg publish and an rtmpdump reader."""
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import socket
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,6 +18,7 @@ from .helpers import (
     Server,
     SourceMedia,
     Tools,
+    http,
     launch_server,
     publish_argv,
     rtmpdump_argv,
@@ -28,26 +26,6 @@ from .helpers import (
 )
 
 LIMIT = 4
-
-
-def http(
-    server: Server, method: str, path: str, token: str | None = None
-) -> tuple[int, Any, dict[str, str]]:
-    """One request to the server's HTTP service: status, JSON (or text) body, headers."""
-    port = server.ports["--http-port"]
-    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
-    data = b"" if method == "POST" else None
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}{path}", data=data, method=method, headers=headers
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            status, body, got = response.status, response.read(), dict(response.headers)
-    except urllib.error.HTTPError as exc:
-        status, body, got = exc.code, exc.read(), dict(exc.headers)
-    if got.get("Content-Type", "").startswith("application/json"):
-        return status, json.loads(body), got
-    return status, body.decode(errors="replace"), got
 
 
 # --------------------------------------------------------------------------- per-IP limit

@@ -7,11 +7,8 @@ redis-py); what they do is seen from outside: client processes exiting, the serv
 
 from __future__ import annotations
 
-import json
 import re
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,10 +24,11 @@ from .helpers import (
     SourceMedia,
     Tools,
     framemd5_argv,
+    http,
     launch_server,
-    parse_framemd5,
     publish_argv,
     rtmpdump_argv,
+    video_packets,
     wait_until,
 )
 
@@ -44,21 +42,8 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
         yield server
 
 
-def http_json(server: Server, method: str, path: str) -> tuple[int, Any]:
-    port = server.ports["--http-port"]
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            status, body = response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        status, body = exc.code, exc.read()
-    if path == "/metrics":
-        return status, body.decode()
-    return status, json.loads(body)
-
-
 def redis_state(server: Server) -> str:
-    _, health = http_json(server, "GET", "/healthz")
+    _, health, _ = http(server, "GET", "/healthz")
     return str(health.get("redis"))
 
 
@@ -81,10 +66,6 @@ def send(redis_server: RedisServer, command: str | bytes) -> tuple[int, float]:
     with redis.Redis(host=redis_server.host, port=redis_server.port) as client:
         sent = time.monotonic()
         return int(client.publish(REDIS_CHANNEL, command)), sent
-
-
-def video_packets(reader: Proc, source: SourceMedia) -> int:
-    return len(parse_framemd5(reader.stdout_text()).by_codec(source.video_codec))
 
 
 def publish(procs: ProcGroup, tools: Tools, source: SourceMedia, url: str, name: str) -> Proc:
@@ -117,7 +98,7 @@ def assert_keeps_receiving(reader: Proc, source: SourceMedia, seconds: float) ->
 
 
 def session_of(server: Server, channel: str, role: str) -> dict[str, Any]:
-    status, body = http_json(server, "GET", f"/api/v1/sessions?channel={channel}")
+    status, body, _ = http(server, "GET", f"/api/v1/sessions?channel={channel}")
     assert status == 200, body
     found = [s for s in body["sessions"] if s["role"] == role]
     assert len(found) == 1, body
@@ -151,7 +132,7 @@ def test_kill_session_ends_publisher_and_readers(
     assert wait_until(
         lambda: len(re.findall(r"chan\] closed: killed", server.stderr_text())) == 3, 1
     ), server.diagnostics()
-    _, body = http_json(server, "GET", "/api/v1/sessions")
+    _, body, _ = http(server, "GET", "/api/v1/sessions")
     assert body["sessions"] == []
     assert "Traceback" not in server.stderr_text(), server.diagnostics()
 
@@ -217,15 +198,15 @@ def test_redis_outage_leaves_media_alone_and_commands_come_back(
     url = server.url("chan", "secret")
     publisher = publish(procs, tools, h264_source, url, "publisher")
     reader = ffmpeg_reader(procs, tools, h264_source, url, "reader")
-    _, metrics = http_json(server, "GET", "/metrics")
+    _, metrics, _ = http(server, "GET", "/metrics")
     assert re.search(r"^bridge_redis_up 1(\.0)?$", metrics, re.MULTILINE), metrics
 
     redis_server.stop()
     assert_keeps_receiving(reader, h264_source, 3.0)
     assert redis_state(server) == "down"
-    _, health = http_json(server, "GET", "/healthz")
+    _, health, _ = http(server, "GET", "/healthz")
     assert health["redis_error"], health
-    _, metrics = http_json(server, "GET", "/metrics")
+    _, metrics, _ = http(server, "GET", "/metrics")
     assert re.search(r"^bridge_redis_up 0(\.0)?$", metrics, re.MULTILINE), metrics
     assert re.search(r"Redis at \S+ is down", server.stderr_text()), server.diagnostics()
     assert publisher.running() and reader.running()

@@ -26,25 +26,14 @@ from .helpers import (
     server_command,
     server_env,
     split_runs,
+    video_packets,
     video_tag_info,
-    wait_until,
+    wait_for_media,
 )
 
 LATE_START_S = 1.5
 REFUSAL_BUDGET_S = 5.0
 REFUSAL_LOG = re.compile(r"badname|refus|reject|denied", re.IGNORECASE)
-
-
-def video_packets(reader: Proc, source: SourceMedia) -> int:
-    return len(parse_framemd5(reader.stdout_text()).by_codec(source.video_codec))
-
-
-def wait_for_media(reader: Proc, source: SourceMedia, timeout: float = 10.0) -> None:
-    """Until the reader has written video packets (ffmpeg writes nothing while it probes)."""
-    ok = wait_until(lambda: video_packets(reader, source) > 0 or not reader.running(), timeout)
-    assert ok and reader.running(), (
-        f"reader got no video within {timeout} s\n{reader.diagnostics()}"
-    )
 
 
 def assert_reader_kept_getting_media(reader: Proc, source: SourceMedia, who: str) -> None:
