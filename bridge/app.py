@@ -15,12 +15,14 @@ from bridge.bus.registry import Registry
 from bridge.config import Config
 from bridge.control.callback import PublishCallback
 from bridge.control.redis_commands import RedisCommands
+from bridge.hls.service import HlsService
 from bridge.rtmp.merge import MergedWrites
 from bridge.rtmp.server import RtmpServer
 from bridge.rtmp.tunnel import MAX_BODY, RtmptService
 from bridge.services import Services
 from bridge.sessions import SessionTable
 from bridge.tls_accept import start_tls_server
+from bridge.pages import register_pages
 
 log = logging.getLogger("bridge")
 
@@ -63,6 +65,7 @@ class App:
         )
         self.redis = RedisCommands(config, self.sessions)
         self.rtmpt = RtmptService(self.services, self.merger)
+        self.hls = HlsService(self.services)
         self.api = ControlApi(
             config,
             self.registry,
@@ -74,6 +77,8 @@ class App:
         self.web = web.Application(client_max_size=MAX_BODY)
         self.rtmpt.register(self.web)
         self.api.register(self.web)
+        self.hls.register(self.web)
+        register_pages(self.web)
         self._runner: web.AppRunner | None = None
         self._https: asyncio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -100,6 +105,8 @@ class App:
         if config.http_port or config.https_port:
             await self.rtmpt.start()
             self._started.append("rtmpt")
+            await self.hls.start()
+            self._started.append("hls")
             # Per-request access logs would be one line per RTMPT poll; sessions log
             # their own open and close instead.
             self._runner = web.AppRunner(self.web, access_log=None, shutdown_timeout=2.0)
@@ -147,6 +154,8 @@ class App:
         self._tasks.clear()
         if "rtmpt" in self._started:
             await self.rtmpt.close()
+        if "hls" in self._started:
+            await self.hls.close()
         if "rtmps" in self._started and self.rtmps is not None:
             await self.rtmps.close()
         if "rtmp" in self._started:

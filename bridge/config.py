@@ -75,6 +75,16 @@ def _text(text: str) -> str:
     return text.strip()
 
 
+def _choice(*options: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        value = text.strip().lower()
+        if value not in options:
+            raise ValueError(f"{text!r} is not one of {', '.join(options)}")
+        return value
+
+    return parse
+
+
 def _url(text: str) -> str:
     text = text.strip()
     if text and not (text.startswith("http://") or text.startswith("https://")):
@@ -200,6 +210,25 @@ SETTINGS: tuple[Setting, ...] = (
         _text,
         "Bearer token for /api/v1 (empty = the API answers loopback clients only)",
     ),
+    Setting(
+        "HLS_FORMAT",
+        "mpegts",
+        _choice("mpegts", "fmp4"),
+        "HLS segment format: mpegts, or fmp4 (CMAF; needed for HEVC)",
+    ),
+    Setting(
+        "HLS_SEGMENT_SECONDS",
+        "2",
+        _float_range(0.5, 30),
+        "HLS segments are cut at the first keyframe after this long",
+    ),
+    Setting(
+        "HLS_PART_SECONDS",
+        "0.2",
+        _float_range(0, 5),
+        "LL-HLS part duration (0 = classic HLS, no parts)",
+    ),
+    Setting("HLS_WINDOW", "6", _int_range(3, 100), "segments listed in a live HLS playlist"),
     Setting("LOG_REQUESTS", "YES", _yes_no, "log one line per session open and close"),
     Setting("LOG_DEBUG", "NO", _yes_no, "debug logging"),
 )
@@ -237,6 +266,10 @@ class Config:
     redis_tls: bool
     redis_channel: str
     api_token: str
+    hls_format: str
+    hls_segment_seconds: float
+    hls_part_seconds: float
+    hls_window: int
     unpublish_grace_seconds: float
     log_requests: bool
     log_debug: bool
@@ -306,6 +339,10 @@ def load(
         raise ConfigError(missing, "SSL_CERT and SSL_KEY must be set together")
     if config.callback_url and not config.jwt_secret:
         raise ConfigError("JWT_SECRET", "CALLBACK_URL needs a JWT_SECRET to sign its tokens")
+    if config.hls_part_seconds and config.hls_part_seconds * 2 > config.hls_segment_seconds:
+        raise ConfigError(
+            "HLS_PART_SECONDS", "must be at most half of HLS_SEGMENT_SECONDS (or 0 for no parts)"
+        )
     if config.https_port and not config.ssl_cert:
         raise ConfigError("HTTPS_PORT", "needs SSL_CERT and SSL_KEY")
     return config

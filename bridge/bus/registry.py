@@ -31,6 +31,9 @@ class Registry:
         self._clock = clock
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self.dropped_total = 0  # units dropped by readers that have since detached
+        # Called with each stream whose publish starts: outputs that run whether or not a
+        # viewer is there yet (HLS segments, so the first viewer has a full window).
+        self.publish_observers: list[Callable[[Stream], None]] = []
 
     def get(self, channel: str) -> Stream | None:
         return self.streams.get(channel)
@@ -51,6 +54,8 @@ class Registry:
         if timer is not None:
             timer.cancel()
         stream.start_publish(publisher, key, self._clock())
+        for observer in self.publish_observers:
+            observer(stream)
         return stream
 
     def end_publish(self, stream: Stream, publisher: object) -> None:

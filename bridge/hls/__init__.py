@@ -1,0 +1,1 @@
+"""HLS and Low-Latency HLS: pure segmenting and playlist model (no IO, no clock)."""
