@@ -16,13 +16,13 @@ from bridge.config import Config
 from bridge.control.callback import PublishCallback
 from bridge.control.redis_commands import RedisCommands
 from bridge.hls.service import HlsService
+from bridge.pages import register_pages
 from bridge.rtmp.merge import MergedWrites
 from bridge.rtmp.server import RtmpServer
 from bridge.rtmp.tunnel import MAX_BODY, RtmptService
 from bridge.services import Services
 from bridge.sessions import SessionTable
 from bridge.tls_accept import start_tls_server
-from bridge.pages import register_pages
 
 log = logging.getLogger("bridge")
 
