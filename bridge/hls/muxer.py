@@ -3,35 +3,28 @@
 ``HlsMuxer`` turns the units of one publish into the bytes of HLS parts and segments. What
 PyAV can and cannot do shaped it (av 18.1, FFmpeg 8.1, checked by experiment):
 
-- PyAV writes only through ``av_interleaved_write_frame``. With two streams in one
-  container the interleaving queue always keeps the newest packet back until a packet of
-  the other stream arrives, and PyAV exposes neither ``av_write_frame(NULL)`` (which makes
-  the mp4 muxer cut a ``frag_custom`` fragment) nor a queue flush: ``mux_one(None)`` is a
-  TypeError. So a piece could never hold exactly the units added before ``cut()``.
-- **MPEG-TS**: one continuous PyAV mpegts muxer *per elementary stream* (video on PID
-  0x100, audio on 0x101). A one-stream container never waits in the interleaving queue,
-  ``pes_payload_size=0`` stops the muxer gathering audio frames into one PES and
-  ``flush_packets`` pushes each packet's TS packets out at once, so after ``add()`` every
-  byte of the unit is in our hands, 188-byte aligned. We keep the elementary-stream PID and
-  drop the muxers' own PAT/PMT/SDT, and write one PAT and one PMT (both streams) at every
-  segment start. Continuity counters therefore run on, per PID, across the whole publish.
-  PyAV still does the real work: Annex-B with SPS/PPS before IDRs and an AUD per access
-  unit (``h264_mp4toannexb``, because the stream has the avcC as extradata), ADTS from the
-  AudioSpecificConfig, PES packetisation, PCR.
+- PyAV writes only through ``av_interleaved_write_frame``: with two streams in one
+  container the interleaving queue keeps the newest packet back until one of the other
+  stream arrives, and PyAV exposes neither ``av_write_frame(NULL)`` (which makes the mp4
+  muxer cut a ``frag_custom`` fragment) nor a flush (``mux_one(None)`` is a TypeError). So
+  one muxer for both streams could never give exactly the units added before ``cut()``.
+- **MPEG-TS**: video goes through one continuous PyAV mpegts muxer of its own (one stream:
+  nothing waits; ``flush_packets``: its TS packets reach us as each unit is muxed). It does
+  the H.264 work: Annex-B with SPS/PPS before every IDR and an AUD per access unit
+  (``h264_mp4toannexb``, because the stream has the avcC as extradata), PES, PCR. Its own
+  PAT/PMT/SDT are dropped. AAC is packetised here (ADTS, one PES per frame): FFmpeg's
+  muxer holds frames of up to 170 bytes until the next one, which PyAV cannot flush. One
+  PAT and PMT for both streams start every segment; continuity counters run on per PID.
 - **fMP4**: PyAV's mp4 muxer writes the init segment (``ftyp`` + ``moov`` with ``mvex``,
   ``empty_moov``); the ``moof`` + ``mdat`` fragments are written here (ISO/IEC 14496-12
   §8.8), one per ``cut()``, with the track IDs and timescales read back from that moov.
-  Decode times run on without gaps from fragment to fragment (``tfdt`` of a fragment is
-  where the previous one ended): the last sample's duration is unknown at a cut, so it is
-  estimated and the next fragment's first sample absorbs the error; AAC runs on an exact
-  frame clock (1024 samples a frame) re-anchored only when the input drifts by half a frame.
 
 Output streams are made from the codec configuration without ever opening a codec: a
 never-opened context of a scratch container serves as template
 (``add_stream_from_template`` marks the copy initialised, so ``start_encoding`` does not
-open it), and extradata, picture size and sample rate are set on it before the header is
+open it), then extradata, picture size and sample rate are set before the header is
 written. ``packet.time_base`` is always set and keyframe flags carried (both fail silently
-otherwise, see shared/reference/measured.md).
+otherwise, see shared/reference/measured.md). AAC timestamps follow an exact frame clock.
 
 Not thread-safe; use one muxer from one thread at a time.
 """
@@ -66,9 +59,8 @@ _INT32 = (-(1 << 31), (1 << 31) - 1)
 
 _PID_HIGH = bytes(b & 0x1F for b in range(256))  # the PID bits of a TS header's byte 1
 _TS_OPTIONS = {
-    "pes_payload_size": "0",  # one PES per audio frame, written at once
     "flush_packets": "1",  # hand every packet's bytes to us when it is muxed
-    "avoid_negative_ts": "disabled",  # never shift one stream's muxer and not the other's
+    "avoid_negative_ts": "disabled",  # keep PyAV's timeline the one we give audio
 }
 _MP4_OPTIONS = {"movflags": "frag_custom+empty_moov+default_base_moof+skip_trailer"}
 
@@ -89,6 +81,7 @@ class _Params:
     height: int = 0
     sample_rate: int = 0
     channels: int = 0
+    asc: aac.AacConfig | None = None
 
 
 def _params(track: Track, fmt: str) -> _Params:
@@ -110,12 +103,14 @@ def _params(track: Track, fmt: str) -> _Params:
     if track.kind == AUDIO and track.codec == "aac":
         try:
             cfg = aac.parse_asc(track.config)
+            if fmt == "mpegts":
+                aac.adts_header(cfg, 0)  # MPEG-TS carries AAC as ADTS
         except CodecConfigError as exc:
             raise UnsupportedTrack(f"aac track has no usable config: {exc}") from exc
         # channelConfiguration 7 is 7.1; 0 means a PCE says, which we do not read.
         channels = {7: 8}.get(cfg.channels, cfg.channels) or track.channels
         channels = channels if 0 < channels <= 24 else 2
-        return _Params(track, sample_rate=cfg.sample_rate, channels=channels)
+        return _Params(track, sample_rate=cfg.sample_rate, channels=channels, asc=cfg)
     raise UnsupportedTrack(
         f"{track.kind} codec {track.codec!r} is not supported in HLS "
         "(video: h264, or hevc in fmp4; audio: aac)"
@@ -310,23 +305,97 @@ def _pmt(streams: list[tuple[int, int]], pcr_pid: int) -> bytes:
     return _section(0x02, 1, body)
 
 
-class _TsElementary:
-    """A continuous one-stream PyAV mpegts muxer whose elementary-stream packets we keep."""
+def _pes_time(prefix: int, ticks: int) -> bytes:
+    """A 33-bit PTS/DTS field with its 4-bit prefix and marker bits (13818-1 §2.4.3.7)."""
+    t = ticks & 0x1FFFFFFFF
+    return bytes(
+        (prefix << 4 | (t >> 29) & 0x0E | 1, t >> 22 & 0xFF, (t >> 14) & 0xFE | 1,
+         t >> 7 & 0xFF, (t << 1) & 0xFE | 1)
+    )  # fmt: skip
+
+
+def _ts_packets(pid: int, cc: int, data: bytes, pcr: int | None) -> tuple[bytes, int]:
+    """One PES in TS packets: random access indicator (and PCR, on the PCR PID) on the first
+    packet, adaptation-field stuffing in the last (13818-1 §2.4.3.4). Returns the packets and
+    the next continuity counter."""
+    out = []
+    pos, first = 0, True
+    while pos < len(data):
+        flags = b""
+        if first:  # every audio frame is a random access point, as FFmpeg marks them
+            flags = b"\x40"
+            if pcr is not None:  # 33-bit base, 6 reserved bits, 9-bit extension
+                base, ext = pcr // 300 & 0x1FFFFFFFF, pcr % 300
+                flags = b"\x50" + (base << 15 | 0x7E00 | ext).to_bytes(6, "big")
+        room = TS_PACKET - 4 - (1 + len(flags) if flags else 0)
+        chunk = data[pos : pos + room]
+        pos += len(chunk)
+        stuffing = room - len(chunk)
+        if flags or stuffing:
+            size = (1 + len(flags) if flags else 0) + stuffing  # whole adaptation field
+            body = (flags or b"\x00") + b"\xff" * (size - 1 - len(flags or b"\x00"))
+            adaptation = bytes((size - 1,)) + (body if size > 1 else b"")
+        else:
+            adaptation = b""
+        head = (
+            0x47,
+            (0x40 if first else 0) | pid >> 8,
+            pid & 0xFF,
+            (0x30 if adaptation else 0x10) | cc,
+        )
+        out.append(bytes(head) + adaptation + chunk)
+        cc, first = (cc + 1) & 0x0F, False
+    return b"".join(out), cc
+
+
+class _TsAudio:
+    """AAC as ADTS in one PES per frame, packetised here.
+
+    FFmpeg's mpegts muxer gathers audio frames of up to 170 bytes (its smallest
+    ``pes_payload_size``, rounded up to one TS packet) and writes them only when the next
+    frame comes, and PyAV cannot flush it: low-bitrate or silent AAC would straddle cuts.
+    """
+
+    def __init__(self, p: _Params, pid: int, pcr: bool) -> None:
+        assert p.asc is not None
+        self.asc, self.pid, self.pcr, self.cc = p.asc, pid, pcr, 0
+        self.clock = _clock(p, TS_CLOCK)
+
+    def mux(self, unit: MediaUnit) -> bytes | None:
+        try:
+            adts = aac.adts_header(self.asc, len(unit.payload))
+        except CodecConfigError:
+            return None  # a frame too large for ADTS
+        _, pts = self.clock.ticks(unit)
+        length = 3 + 5 + len(adts) + len(unit.payload)  # after PES_packet_length
+        header = b"\x00\x00\x01\xc0" + length.to_bytes(2, "big") + b"\x80\x80\x05"
+        pes = header + _pes_time(0b0010, pts) + adts + unit.payload
+        data, self.cc = _ts_packets(self.pid, self.cc, pes, pts * 300 if self.pcr else None)
+        return data
+
+    def close(self) -> bytes:
+        return b""
+
+
+class _TsVideo:
+    """A continuous one-stream PyAV mpegts muxer whose elementary-stream packets we keep.
+
+    It writes each packet at once (one PES per access unit; a one-stream container never
+    waits in the interleaving queue; ``flush_packets``), and does the H.264 work: Annex-B
+    with SPS/PPS before every IDR and an AUD per access unit (``h264_mp4toannexb``, because
+    the stream has the avcC as extradata), PES packetisation, PCR.
+    """
 
     def __init__(self, p: _Params, pid: int, scratch: av.container.OutputContainer) -> None:
         self.pid = pid
         self.sink = _Sink()
-        self.container = av.open(
-            self.sink,
-            "w",
-            format="mpegts",
-            options={**_TS_OPTIONS, "mpegts_start_pid": str(pid)},
-        )
+        options = {**_TS_OPTIONS, "mpegts_start_pid": str(pid)}
+        self.container = av.open(self.sink, "w", format="mpegts", options=options)
         self.stream = _add_stream(self.container, scratch, p, Fraction(1, TS_CLOCK))
         self.clock = _clock(p, TS_CLOCK)
         self._rest = b""
 
-    def mux(self, unit: MediaUnit) -> bool:
+    def mux(self, unit: MediaUnit) -> bytes | None:
         dts, pts = self.clock.ticks(unit)
         packet = av.Packet(unit.payload)
         packet.stream = self.stream
@@ -336,10 +405,10 @@ class _TsElementary:
         try:
             self.container.mux_one(packet)
         except (av.error.FFmpegError, ValueError):
-            return False  # e.g. NAL lengths that run past the payload: the bsf refuses it
-        return True
+            return None  # e.g. NAL lengths that run past the payload: the bsf refuses it
+        return self._take()
 
-    def take(self) -> bytes:
+    def _take(self) -> bytes:
         """The TS packets of our PID written since the last call, in order."""
         data = self._rest + self.sink.take()
         whole = len(data) - len(data) % TS_PACKET
@@ -364,25 +433,26 @@ class _TsElementary:
             self.container.close()
         except av.error.FFmpegError:
             pass  # nothing the trailer of a TS muxer writes matters for the last piece
-        return self.take()
+        return self._take()
 
 
 class _TsWriter:
     init: bytes | None = None
 
     def __init__(self, params: list[_Params]) -> None:
-        scratch = av.open(io.BytesIO(), "w", format="mpegts")
-        try:
-            self._es: dict[int, _TsElementary] = {}
-            for p in params:
-                pid = TS_VIDEO_PID if p.track.kind == VIDEO else TS_AUDIO_PID
-                self._es[id(p.track)] = _TsElementary(p, pid, scratch)
-        finally:
-            scratch.close()
-        entries = [
-            (_TS_STREAM_TYPE[p.track.codec], e.pid)
-            for p, e in zip(params, self._es.values(), strict=True)
-        ]
+        self._es: dict[int, _TsVideo | _TsAudio] = {}
+        entries = []
+        for p in params:
+            if p.track.kind == VIDEO:
+                scratch = av.open(io.BytesIO(), "w", format="mpegts")
+                try:
+                    es: _TsVideo | _TsAudio = _TsVideo(p, TS_VIDEO_PID, scratch)
+                finally:
+                    scratch.close()
+            else:
+                es = _TsAudio(p, TS_AUDIO_PID, pcr=len(params) == 1)
+            self._es[id(p.track)] = es
+            entries.append((_TS_STREAM_TYPE[p.track.codec], es.pid))
         self._pat = _pat()
         self._pmt = _pmt(entries, pcr_pid=entries[0][1])
         self._cc = {0: 0, TS_PMT_PID: 0}
@@ -397,10 +467,9 @@ class _TsWriter:
         return header + payload + b"\xff" * (TS_PACKET - 4 - len(payload))
 
     def add(self, unit: MediaUnit) -> bool:
-        es = self._es[id(unit.track)]
-        if not es.mux(unit):
+        data = self._es[id(unit.track)].mux(unit)
+        if data is None:
             return False
-        data = es.take()  # the muxers write each unit at once, so taking now keeps order
         self._pieces.append(data)
         self.pending_bytes += len(data)
         return True
@@ -469,6 +538,7 @@ class _Fmp4Track:
     frame: int  # an AAC frame in ticks, the last sample's duration; 0 for video
     units: list[tuple[int, int, MediaUnit]] = field(default_factory=list)  # (dts, pts, unit)
     next_start: int | None = None  # where the previous fragment of this track ended
+    last_start: int = -1  # decode time of its last sample
     last_delta: int = 0
 
     def place(self) -> tuple[list[int], int]:
@@ -479,7 +549,8 @@ class _Fmp4Track:
         of the fragment for video), and the next fragment starts where this one ended, its
         first sample absorbing the difference. So tfdt runs on without gaps or overlaps,
         and no composition offset is negative (FFmpeg's demuxer would shift every PTS).
-        Only a real gap (over 100 ms) or an estimate too long leaves the input's DTS.
+        A real gap (over 100 ms) or an estimate too long restarts from the input's DTS;
+        decode times never go back, whatever the input.
         """
         ticks = [dts for dts, _, _ in self.units]
         start, resume = ticks[0], self.next_start
@@ -490,6 +561,7 @@ class _Fmp4Track:
             and (len(ticks) == 1 or resume < ticks[1])
         ):
             start = resume
+        start = max(start, self.last_start + 1)  # pathological input: order beats PTS
         starts = [start]
         for t in ticks[1:]:
             start = max(t, start + 1)
@@ -578,7 +650,7 @@ class _Fmp4Writer:
                 )
             )
             offset += sum(len(u.payload) for _, _, u in t.units)
-            t.next_start = end
+            t.next_start, t.last_start = end, starts[-1]
             t.units = []
         moof = _box(b"moof", _box(b"mfhd", struct.pack(">II", 0, self._sequence)), *trafs)
         if len(moof) != moof_size:  # the data offsets above would all be wrong

@@ -133,7 +133,7 @@ class HlsChannel:
         if self.muxer is not None or self.pending:
             self.discontinuity = True
         self._close_segment()
-        self.muxer = None
+        self._drop_muxer()
         self.segmenter = None
         self.tracks = {}
         self.pending = []
@@ -141,7 +141,7 @@ class HlsChannel:
 
     def on_publish_end(self) -> None:
         self._close_segment()
-        self.muxer = None
+        self._drop_muxer()
         self.playlist.end()
         self.ended_at = time.monotonic()
         self._changed()
@@ -170,6 +170,11 @@ class HlsChannel:
                 return
         self.on_ready()
 
+    def _drop_muxer(self) -> None:
+        if self.muxer is not None:
+            self.muxer.close()  # frees its PyAV container now, not at garbage collection
+            self.muxer = None
+
     def _give_up(self) -> None:
         if self.reader is not None:
             self.service.services.registry.detach(self.reader)
@@ -185,7 +190,7 @@ class HlsChannel:
                 # New codec configuration mid-publish: a new muxer, after a discontinuity.
                 self._close_segment()
                 self.discontinuity = True
-                self.muxer = None
+                self._drop_muxer()
                 self.pending = []
                 self.tracks = {}
                 self._collect(unit)
