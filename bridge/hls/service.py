@@ -91,6 +91,7 @@ class HlsChannel:
         self.segmenter: Segmenter | None = None
         self.tracks: dict[str, Track] = {}
         self.pending: list[MediaUnit] = []
+        self.collect_since: float | None = None  # dts (s) of the first unit seen while collecting
         self.init_count = 0
         self.map_uri: str | None = None
         self.segment_open = False
@@ -137,6 +138,7 @@ class HlsChannel:
         self.segmenter = None
         self.tracks = {}
         self.pending = []
+        self.collect_since = None
         self.wall_base = None
 
     def on_publish_end(self) -> None:
@@ -184,40 +186,48 @@ class HlsChannel:
         if self.muxer is None:
             self._collect(unit)
             return
-        kind = unit.track.kind
-        if self.tracks.get(kind) is not unit.track:
-            if kind in self.tracks or not self._late_track_ok(unit):
-                # New codec configuration mid-publish: a new muxer, after a discontinuity.
-                self._close_segment()
-                self.discontinuity = True
-                self._drop_muxer()
-                self.pending = []
-                self.tracks = {}
-                self._collect(unit)
-                return
-            return  # a track that appeared after muxing began: not in this muxer
+        if self.tracks.get(unit.track.kind) is not unit.track:
+            # New codec configuration, or a track that appeared after muxing began: a new
+            # muxer (and init segment) after a discontinuity, with every track in it.
+            self._close_segment()
+            self.discontinuity = True
+            self._drop_muxer()
+            self.pending = []
+            self.tracks = {}
+            self.collect_since = None
+            self._collect(unit)
+            return
         self._mux(unit)
 
-    def _late_track_ok(self, unit: MediaUnit) -> bool:
-        return False
-
     def _collect(self, unit: MediaUnit) -> None:
-        """Gather units until the tracks are known: a video keyframe, and audio if the
-        stream has it (or TRACK_WAIT of media went by)."""
+        """Gather units until the tracks are known: start at a video keyframe when there is
+        video, and wait for every track the publisher announced (its onMetaData) or for
+        TRACK_WAIT of media, whichever comes first."""
         kind = unit.track.kind
-        if kind == VIDEO and not self.pending and not unit.keyframe:
-            return  # nothing can start before a keyframe
-        if kind == AUDIO and not any(u.track.kind == VIDEO for u in self.pending):
-            stream = self.reader.stream if self.reader is not None else None
-            if stream is not None and stream.has_video:
-                return  # wait for the video keyframe; audio before it is dropped
+        now = _seconds(unit)
+        if self.collect_since is None:
+            self.collect_since = now
+        expected = self._expected_kinds()
+        if VIDEO in expected and not self.pending and now - self.collect_since > 3 * TRACK_WAIT:
+            expected.discard(VIDEO)  # announced video that never came: go on without it
+        if VIDEO in expected and not self.pending and not (kind == VIDEO and unit.keyframe):
+            return  # nothing can start before a video keyframe
         self.pending.append(unit)
         kinds = {u.track.kind for u in self.pending}
-        span = _seconds(self.pending[-1]) - _seconds(self.pending[0])
-        stream = self.reader.stream if self.reader is not None else None
-        want = {VIDEO, AUDIO} if stream is None else set(stream.tracks)
-        if kinds >= want or span >= TRACK_WAIT or len(self.pending) > 512:
+        span = now - _seconds(self.pending[0])
+        if kinds >= expected or span >= TRACK_WAIT or len(self.pending) > 512:
             self._start_muxer()
+
+    def _expected_kinds(self) -> set[str]:
+        stream = self.reader.stream if self.reader is not None else None
+        if stream is None:
+            return {VIDEO, AUDIO}
+        kinds = set(stream.tracks)
+        values = stream.metadata.values if stream.metadata is not None else {}
+        for kind, key in ((VIDEO, "videocodecid"), (AUDIO, "audiocodecid")):
+            if values.get(key) not in (None, 0, 0.0, ""):
+                kinds.add(kind)
+        return kinds
 
     def _start_muxer(self) -> None:
         tracks: dict[str, Track] = {}
