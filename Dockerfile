@@ -6,6 +6,6 @@ COPY pyproject.toml README.md ./
 COPY bridge ./bridge
 RUN pip install --no-cache-dir . && useradd --system bridge
 USER bridge
-EXPOSE 1935
+EXPOSE 1935 8080
 ENTRYPOINT ["bridge"]
 CMD ["serve"]
