@@ -84,7 +84,7 @@ class HlsChannel:
         self.part_target = self.config.hls_part_seconds or None
         self.reader: Reader | None = None
         self.playlist = self._new_playlist()
-        self.resources: OrderedDict[str, bytes] = OrderedDict()
+        self.resources: OrderedDict[str, bytes | tuple[bytes, ...]] = OrderedDict()
         self.changed = asyncio.Event()
         self.blocked = 0
         self.muxer: HlsMuxer | None = None
@@ -316,10 +316,12 @@ class HlsChannel:
                 self.segment_parts.append(self.muxer.cut(segment_start=True))
                 self.part_units = 0
         msn = self.playlist.last_msn
-        data = b"".join(self.segment_parts)
-        self.resources[f"seg{msn}.{self.ext}"] = data
+        # The segment refers to its parts' bytes (joined when served) rather than a copy.
+        pieces = tuple(self.segment_parts)
+        self.resources[f"seg{msn}.{self.ext}"] = pieces
+        data_size = sum(len(piece) for piece in pieces)
         self.playlist.end_segment(max(0.001, end - self.segment_start))
-        self._note_bitrate(len(data), max(0.001, end - self.segment_start))
+        self._note_bitrate(data_size, max(0.001, end - self.segment_start))
         self.segment_open = False
         self._forget_old()
         self._changed()
@@ -360,6 +362,9 @@ class HlsChannel:
         if isinstance(parsed[0], int) and len(parsed) == 2:
             raise web.HTTPBadRequest(text=str(parsed[1]), headers=_CORS)
         msn, part, skip, extra = parsed  # type: ignore[misc]
+        if self.part_target is None:
+            # Classic HLS advertises no CAN-BLOCK-RELOAD: directives are not ours to honour.
+            msn = part = skip = None
         timeout = 3 * self.playlist.target_duration
         deadline = asyncio.get_running_loop().time() + timeout
         counted = False
@@ -411,7 +416,8 @@ class HlsChannel:
         if data is None:
             raise web.HTTPNotFound(text="no such segment or part", headers=_CORS)
         ext = name[name.rfind(".") :]
-        return _response(data, ext, "public, max-age=3600")
+        body = b"".join(data) if isinstance(data, tuple) else data
+        return _response(body, ext, "public, max-age=3600")
 
 
 def _seconds(unit: MediaUnit) -> float:
@@ -438,9 +444,10 @@ class HlsService:
         app.router.add_get("/hls/{channel}/index.m3u8", self.index)
         app.router.add_get("/hls/{channel}/stream.m3u8", self.stream)
         app.router.add_get("/hls/{channel}/{name}", self.resource)
-        self.services.registry.publish_observers.append(self.on_publish)
 
     async def start(self) -> None:
+        """Start muxing publishes; only when the HTTP service runs (nobody could fetch)."""
+        self.services.registry.publish_observers.append(self.on_publish)
         self._sweeper = asyncio.create_task(self._sweep(), name="hls-sweeper")
 
     def on_publish(self, stream: Stream) -> None:

@@ -30,18 +30,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bridge.config import SETTINGS
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # Settings of the contract: removed from the environment handed to the server, so a
 # developer's shell (RTMP_PORT=..., REDIS_USE=YES...) cannot change what a test sees.
-SETTING_ENV_NAMES = (
-    "RTMP_PORT SSL_PORT SSL_CERT SSL_KEY SSL_CHECK_RELOAD_SECONDS BIND_ADDRESS RTMP_HOST "
-    "RTMP_CHUNK_SIZE CALLBACK_URL JWT_SECRET CUSTOM_JWT_SUBJECT RTMP_PLAY_WHITELIST "
-    "MAX_IP_CONCURRENT_CONNECTIONS CONCURRENT_LIMIT_WHITELIST ID_MAX_LENGTH "
-    "GOP_CACHE_SIZE_MB LOG_REQUESTS LOG_DEBUG REDIS_USE REDIS_HOST REDIS_PORT "
-    "REDIS_PASSWORD REDIS_TLS REDIS_CHANNEL HTTP_PORT HTTPS_PORT UNPUBLISH_GRACE_SECONDS "
-    "TRUSTED_PROXIES RTMP_WRITE_MERGE_MS"
-).split()
+SETTING_ENV_NAMES = tuple(setting.name for setting in SETTINGS)
 
 SERVER_READY_TIMEOUT = 10.0
 SERVER_STOP_TIMEOUT = 5.0
