@@ -59,7 +59,7 @@ class _TableCollector:
         dropped = registry.dropped_total
         for channel in sorted(registry.streams):
             stream = registry.streams[channel]
-            families["readers"].add_metric([channel], len(stream.readers))
+            families["readers"].add_metric([channel], stream.viewers)
             families["live"].add_metric([channel], 1 if stream.live else 0)
             dropped += sum(reader.dropped for reader in stream.readers)
         families["dropped"].add_metric([], dropped)

@@ -103,7 +103,7 @@ def channel_view(stream: Stream, sessions: SessionTable, now: float) -> dict[str
         "stream_id": stream_id,
         "tracks": tracks,
         "bitrate_kbps": round(bitrate, 3),
-        "readers": len(stream.readers),
+        "readers": stream.viewers,
         "dropped": sum(reader.dropped for reader in stream.readers),
         "uptime_seconds": round(uptime, 3),
     }

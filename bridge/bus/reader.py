@@ -51,6 +51,7 @@ class Reader:
         "delivered",
         "_extra_units",
         "_extra_bytes",
+        "internal",
     )
 
     def __init__(
@@ -61,8 +62,10 @@ class Reader:
         *,
         max_units: int = DEFAULT_MAX_UNITS,
         max_bytes: int = DEFAULT_MAX_BYTES,
+        internal: bool = False,
     ) -> None:
         self.stream = stream
+        self.internal = internal  # the server's own output (HLS), not a viewer
         self.sink = sink
         self.key = key
         self.active = False

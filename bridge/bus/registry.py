@@ -81,9 +81,11 @@ class Registry:
         if stream.idle:
             self._forget(stream)
 
-    def attach(self, channel: str, sink: ReaderSink, key: str | None) -> Reader | None:
+    def attach(
+        self, channel: str, sink: ReaderSink, key: str | None, *, internal: bool = False
+    ) -> Reader | None:
         stream = self._get_or_create(channel)
-        reader = stream.attach(sink, key)
+        reader = stream.attach(sink, key, internal=internal)
         if reader is None and stream.idle:
             self._forget(stream)
         return reader

@@ -153,7 +153,12 @@ class Stream:
 
     # ----------------------------------------------------------------------------- readers
 
-    def attach(self, sink: ReaderSink, key: str | None) -> Reader | None:
+    @property
+    def viewers(self) -> int:
+        """Readers that are clients (the server's own outputs, such as HLS, not counted)."""
+        return sum(1 for reader in self.readers if not reader.internal)
+
+    def attach(self, sink: ReaderSink, key: str | None, *, internal: bool = False) -> Reader | None:
         """Add a reader. ``key`` None means an internal output that does its own checks.
 
         On a live stream the reader starts at once from the GOP cache; a wrong key returns
@@ -162,7 +167,12 @@ class Stream:
         if self.live and key is not None and not keys_match(key, self.key):
             return None
         reader = Reader(
-            self, sink, key, max_units=self._reader_max_units, max_bytes=self._reader_max_bytes
+            self,
+            sink,
+            key,
+            max_units=self._reader_max_units,
+            max_bytes=self._reader_max_bytes,
+            internal=internal,
         )
         self.readers.append(reader)
         if self.live:

@@ -455,7 +455,7 @@ class HlsService:
         if channel is not None and channel.reader is not None:
             return  # it is attached and heard on_publish_start itself
         channel = HlsChannel(self, stream)
-        reader = self.services.registry.attach(stream.channel, channel, None)
+        reader = self.services.registry.attach(stream.channel, channel, None, internal=True)
         if reader is None:
             return
         channel.reader = reader
