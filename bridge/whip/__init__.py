@@ -1,0 +1,1 @@
+"""WebRTC: WHIP ingest and WHEP playback."""
