@@ -23,6 +23,7 @@ from bridge.rtmp.tunnel import MAX_BODY, RtmptService
 from bridge.services import Services
 from bridge.sessions import SessionTable
 from bridge.tls_accept import start_tls_server
+from bridge.whip.service import WebRtcService
 
 log = logging.getLogger("bridge")
 
@@ -66,18 +67,21 @@ class App:
         self.redis = RedisCommands(config, self.sessions)
         self.rtmpt = RtmptService(self.services, self.merger)
         self.hls = HlsService(self.services)
+        self.webrtc = WebRtcService(self.services)
         self.api = ControlApi(
             config,
             self.registry,
             self.sessions,
             health=self.health,
             redis_state=lambda: self.redis.state,
+            webrtc=self.webrtc.describe,
         )
         self.auth.observers.append(self.api.metrics.observe_callback)
         self.web = web.Application(client_max_size=MAX_BODY)
         self.rtmpt.register(self.web)
         self.api.register(self.web)
         self.hls.register(self.web)
+        self.webrtc.register(self.web)
         register_pages(self.web)
         self._runner: web.AppRunner | None = None
         self._https: asyncio.Server | None = None
@@ -107,6 +111,8 @@ class App:
             self._started.append("rtmpt")
             await self.hls.start()
             self._started.append("hls")
+            await self.webrtc.start()
+            self._started.append("webrtc")
             # Per-request access logs would be one line per RTMPT poll; sessions log
             # their own open and close instead.
             self._runner = web.AppRunner(self.web, access_log=None, shutdown_timeout=2.0)
@@ -154,6 +160,8 @@ class App:
         self._tasks.clear()
         if "rtmpt" in self._started:
             await self.rtmpt.close()
+        if "webrtc" in self._started:
+            await self.webrtc.close()
         if "hls" in self._started:
             await self.hls.close()
         if "rtmps" in self._started and self.rtmps is not None:

@@ -8,6 +8,7 @@ it as one line.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Callable, Mapping
@@ -92,6 +93,35 @@ def _url(text: str) -> str:
     return text
 
 
+def _ip_list(text: str) -> tuple[str, ...]:
+    out = []
+    for item in text.replace(",", " ").split():
+        try:
+            out.append(str(ipaddress.ip_address(item)))
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IP address") from None
+    return tuple(out)
+
+
+def _port_range(text: str) -> tuple[int, int] | None:
+    text = text.strip()
+    if not text:
+        return None
+    low_text, sep, high_text = text.partition("-")
+    if not sep or not _digits(low_text) or not _digits(high_text):
+        raise ValueError(f"{text!r} is not a port range such as 50000-50100")
+    low, high = int(low_text), int(high_text)
+    if not 1024 <= low <= high <= 65535:
+        raise ValueError(f"{text!r}: need 1024 <= first <= last <= 65535")
+    return low, high
+
+
+def _ice_servers(text: str) -> tuple[Any, ...]:
+    from bridge.whip.sdp import parse_ice_servers  # pure parsing, no IO
+
+    return parse_ice_servers(text)
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -130,7 +160,7 @@ SETTINGS: tuple[Setting, ...] = (
         "HTTP_PORT",
         "8080",
         _port,
-        "HTTP service port: RTMPT (and later HLS, WHIP/WHEP, API) (0 = off)",
+        "HTTP service port: RTMPT, HLS, WHIP/WHEP, API, metrics, web pages (0 = off)",
     ),
     Setting(
         "HTTPS_PORT",
@@ -229,6 +259,45 @@ SETTINGS: tuple[Setting, ...] = (
         "LL-HLS part duration (0 = classic HLS, no parts)",
     ),
     Setting("HLS_WINDOW", "6", _int_range(3, 100), "segments listed in a live HLS playlist"),
+    Setting(
+        "WEBRTC_ADDRESSES",
+        "",
+        _ip_list,
+        "local IPs WebRTC (ICE) offers to peers (empty = BIND_ADDRESS if set, else every "
+        "interface, loopback only when there is nothing else)",
+    ),
+    Setting(
+        "WEBRTC_UDP_PORTS",
+        "",
+        _port_range,
+        "UDP port range for WebRTC media, e.g. 50000-50100, to open in a firewall "
+        "(empty = any port)",
+    ),
+    Setting(
+        "WEBRTC_PUBLIC_IPS",
+        "",
+        _ip_list,
+        "public IPs announced as extra WebRTC candidates on the same ports (1:1 NAT, cloud VMs)",
+    ),
+    Setting(
+        "WEBRTC_ICE_SERVERS",
+        "",
+        _ice_servers,
+        "STUN/TURN servers for the server and its WebRTC clients (Link headers): comma "
+        "separated URL or URL|USERNAME|CREDENTIAL (empty = none, fine on reachable hosts)",
+    ),
+    Setting(
+        "WEBRTC_CONNECT_TIMEOUT_SECONDS",
+        "15",
+        _float_range(1, 300),
+        "a WHIP/WHEP session whose ICE and DTLS are not up by then is closed",
+    ),
+    Setting(
+        "WEBRTC_MAX_SESSIONS",
+        "500",
+        _int_range(1, 100_000),
+        "WHIP and WHEP sessions at once; more are answered 503",
+    ),
     Setting("LOG_REQUESTS", "YES", _yes_no, "log one line per session open and close"),
     Setting("LOG_DEBUG", "NO", _yes_no, "debug logging"),
 )
@@ -271,6 +340,12 @@ class Config:
     hls_part_seconds: float
     hls_window: int
     unpublish_grace_seconds: float
+    webrtc_addresses: tuple[str, ...]
+    webrtc_udp_ports: tuple[int, int] | None
+    webrtc_public_ips: tuple[str, ...]
+    webrtc_ice_servers: tuple[Any, ...]
+    webrtc_connect_timeout_seconds: float
+    webrtc_max_sessions: int
     log_requests: bool
     log_debug: bool
 

@@ -103,6 +103,25 @@ def build_document(id_max_length: int) -> dict[str, Any]:
             "One track of the live publish. Every field is always present; a field that does "
             "not apply to the track's kind, or is not known, is 0.",
         ),
+        "WebRtcPath": _object(
+            {
+                "viewers": _count("WHEP viewers of the channel"),
+                "video": {
+                    "enum": ["passthrough", "transcode", None],
+                    "description": "passthrough: H.264 as published; transcode: re-encoded "
+                    "once for all viewers to H.264 constrained baseline (B-frames, HEVC, "
+                    "AV1, VP8); null before the first video frame",
+                },
+                "audio": {
+                    "enum": ["opus", "aac-to-opus", None],
+                    "description": "opus: as published; aac-to-opus: re-encoded once for all "
+                    "viewers; null before the first audio frame or for audio WebRTC cannot carry",
+                },
+                "video_codec": _nullable_string("the published video codec"),
+                "audio_codec": _nullable_string("the published audio codec"),
+            },
+            "The WebRTC output of one channel.",
+        ),
         "Channel": _object(
             {
                 "name": channel_name,
@@ -123,12 +142,16 @@ def build_document(id_max_length: int) -> dict[str, Any]:
                     "description": "average media bitrate since the publish started; "
                     "0 when not live",
                 },
-                "readers": _count("readers attached (players and internal outputs)"),
+                "readers": _count("players reading the channel (RTMP, WHEP; not HLS segments)"),
                 "dropped": _count("media units the current readers dropped (too slow)"),
                 "uptime_seconds": {
                     "type": "number",
                     "minimum": 0,
                     "description": "seconds since the publish started; 0 when not live",
+                },
+                "webrtc": {
+                    "oneOf": [{"type": "null"}, _ref("schemas", "WebRtcPath")],
+                    "description": "how WHEP viewers get the channel; null while it has none",
                 },
             },
             "A channel the server knows: live, or with readers waiting for a publisher.",

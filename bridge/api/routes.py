@@ -65,8 +65,14 @@ def session_view(session: Session) -> dict[str, Any]:
     }
 
 
-def channel_view(stream: Stream, sessions: SessionTable, now: float) -> dict[str, Any]:
-    """A channel as the API shows it. ``now`` is on the registry's clock (monotonic)."""
+def channel_view(
+    stream: Stream,
+    sessions: SessionTable,
+    now: float,
+    webrtc: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A channel as the API shows it. ``now`` is on the registry's clock (monotonic);
+    ``webrtc`` is what the WebRTC output does with the channel (None: no WHEP viewer)."""
     live = stream.live
     publisher: str | None = None
     stream_id: str | None = None
@@ -106,6 +112,7 @@ def channel_view(stream: Stream, sessions: SessionTable, now: float) -> dict[str
         "readers": stream.viewers,
         "dropped": sum(reader.dropped for reader in stream.readers),
         "uptime_seconds": round(uptime, 3),
+        "webrtc": webrtc,
     }
 
 
@@ -120,6 +127,7 @@ class ControlApi:
         *,
         health: Callable[[], dict[str, Any]],
         redis_state: Callable[[], str] = lambda: "off",
+        webrtc: Callable[[str], dict[str, Any] | None] = lambda channel: None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
@@ -127,6 +135,7 @@ class ControlApi:
         self.sessions = sessions
         self.metrics = Metrics(registry, sessions, redis_state)
         self._health = health
+        self._webrtc = webrtc
         # Must be the registry's clock: Stream.published_at is read from it.
         self._clock = clock
         self._token = config.api_token.encode()
@@ -213,7 +222,10 @@ class ControlApi:
     async def list_channels(self, request: web.Request) -> web.Response:
         now = self._clock()
         streams = self.registry.streams
-        channels = [channel_view(streams[name], self.sessions, now) for name in sorted(streams)]
+        channels = [
+            channel_view(streams[name], self.sessions, now, self._webrtc(name))
+            for name in sorted(streams)
+        ]
         return web.json_response({"channels": channels})
 
     async def get_channel(self, request: web.Request) -> web.Response:
@@ -223,7 +235,9 @@ class ControlApi:
         stream = self.registry.get(name)
         if stream is None:
             return _error(404, f"no channel named {name}")
-        return web.json_response(channel_view(stream, self.sessions, self._clock()))
+        return web.json_response(
+            channel_view(stream, self.sessions, self._clock(), self._webrtc(stream.channel))
+        )
 
     async def end_channel(self, request: web.Request) -> web.Response:
         name = request.match_info["channel"]

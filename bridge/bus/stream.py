@@ -45,6 +45,8 @@ class Stream:
         self.metadata: Metadata | None = None
         self.gop = GopCache(gop_cache_bytes)
         self.readers: list[Reader] = []
+        # Viewers served through one shared internal reader (WebRTC), counted by that output.
+        self.relayed_viewers = 0
         self.has_video = False
         self.published_at: float | None = None
         self.unpublished_at: float | None = None
@@ -155,8 +157,9 @@ class Stream:
 
     @property
     def viewers(self) -> int:
-        """Readers that are clients (the server's own outputs, such as HLS, not counted)."""
-        return sum(1 for reader in self.readers if not reader.internal)
+        """Clients reading the stream: its non-internal readers plus the viewers an internal
+        output relays (WebRTC); the server's own outputs (HLS) are not counted."""
+        return self.relayed_viewers + sum(1 for reader in self.readers if not reader.internal)
 
     def attach(self, sink: ReaderSink, key: str | None, *, internal: bool = False) -> Reader | None:
         """Add a reader. ``key`` None means an internal output that does its own checks.

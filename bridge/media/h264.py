@@ -353,3 +353,26 @@ def nal_type(nal: bytes) -> int:
 def is_idr(payload: bytes, length_size: int = 4) -> bool:
     """Whether a length-prefixed access unit contains an IDR slice."""
     return any(nal_type(nal) == NAL_IDR for nal in split_nalus(payload, length_size))
+
+
+def split_annexb(data: bytes) -> list[bytes]:
+    """Split an Annex-B byte stream (3- or 4-byte start codes) into NAL units.
+
+    Zero bytes at the end of a NAL unit are not part of it (the first byte of a 4-byte start
+    code, trailing_zero_8bits), so they are stripped; empty NAL units are dropped.
+    """
+    out = []
+    pos = data.find(b"\x00\x00\x01")
+    while pos != -1:
+        start = pos + 3
+        pos = data.find(b"\x00\x00\x01", start)
+        end = len(data) if pos == -1 else pos
+        nal = data[start:end].rstrip(b"\x00")
+        if nal:
+            out.append(bytes(nal))
+    return out
+
+
+def to_length_prefixed(nals: Sequence[bytes]) -> bytes:
+    """NAL units as 4-byte length-prefixed AVCC framing (the bus's form)."""
+    return b"".join(len(nal).to_bytes(4, "big") + nal for nal in nals)

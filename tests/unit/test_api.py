@@ -245,6 +245,7 @@ async def test_channel_list_and_object(client: TestClient, world: World) -> None
         "readers": 2,
         "dropped": dropped,
         "uptime_seconds": 10.0,
+        "webrtc": None,
     }
 
 
@@ -260,6 +261,7 @@ async def test_channel_without_publisher(client: TestClient) -> None:
         "readers": 1,
         "dropped": 0,
         "uptime_seconds": 0,
+        "webrtc": None,
     }
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from bridge import cli, config
 from bridge.config import SETTINGS, Config, ConfigError, load
+from bridge.whip.sdp import IceServer
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,7 +38,11 @@ NON_DEFAULT = {
     "GOP_CACHE_SIZE_MB": ("0", 0, "0"),
     "RTMP_WRITE_MERGE_MS": ("0", 0, "0"),
     "RTMP_HOST": ("live.example.com", "live.example.com", '"live.example.com"'),
-    "CALLBACK_URL": ("http://127.0.0.1:9000/cb", "http://127.0.0.1:9000/cb", '"http://127.0.0.1:9000/cb"'),
+    "CALLBACK_URL": (
+        "http://127.0.0.1:9000/cb",
+        "http://127.0.0.1:9000/cb",
+        '"http://127.0.0.1:9000/cb"',
+    ),
     "JWT_SECRET": ("s3cret", "s3cret", '"s3cret"'),
     "CUSTOM_JWT_SUBJECT": ("publish", "publish", '"publish"'),
     "CALLBACK_TIMEOUT_SECONDS": ("2.5", 2.5, "2.5"),
@@ -55,6 +60,19 @@ NON_DEFAULT = {
     "HLS_PART_SECONDS": ("0", 0.0, "0"),
     "HLS_WINDOW": ("10", 10, "10"),
     "UNPUBLISH_GRACE_SECONDS": ("0.25", 0.25, "0.25"),
+    "WEBRTC_ADDRESSES": ("127.0.0.1, ::1", ("127.0.0.1", "::1"), '["127.0.0.1", "::1"]'),
+    "WEBRTC_UDP_PORTS": ("50000-50100", (50000, 50100), '"50000-50100"'),
+    "WEBRTC_PUBLIC_IPS": ("203.0.113.5", ("203.0.113.5",), '"203.0.113.5"'),
+    "WEBRTC_ICE_SERVERS": (
+        "stun:stun.example.net:3478,turn:turn.example.net?transport=udp|user|pass",
+        (
+            IceServer("stun:stun.example.net:3478"),
+            IceServer("turn:turn.example.net?transport=udp", "user", "pass"),
+        ),
+        '["stun:stun.example.net:3478", "turn:turn.example.net?transport=udp|user|pass"]',
+    ),
+    "WEBRTC_CONNECT_TIMEOUT_SECONDS": ("3", 3.0, "3"),
+    "WEBRTC_MAX_SESSIONS": ("20", 20, "20"),
     "LOG_REQUESTS": ("NO", False, "false"),
     "LOG_DEBUG": ("yes", True, "true"),
 }
@@ -93,6 +111,12 @@ DEFAULTS = Config(
     hls_part_seconds=0.2,
     hls_window=6,
     unpublish_grace_seconds=5.0,
+    webrtc_addresses=(),
+    webrtc_udp_ports=None,
+    webrtc_public_ips=(),
+    webrtc_ice_servers=(),
+    webrtc_connect_timeout_seconds=15.0,
+    webrtc_max_sessions=500,
     log_requests=True,
     log_debug=False,
 )

@@ -1,0 +1,480 @@
+"""Every place bridge reaches into aiortc's and aioice's internals, in one module.
+
+aiortc 1.16 has no public API for what a media server needs:
+
+- **Candidate gathering**: aioice offers every interface address except loopback, binds
+  random ports, and resolves mDNS candidates with multicast. A server must offer exactly the
+  addresses it is told to (loopback included, on loopback-only hosts), bind inside a port
+  range a firewall can open, announce a public address for 1:1 NAT, and answer clients that
+  omit PRIORITY in their checks (early FFmpeg WHIP).
+- **Encoded frames from a receiver**: aiortc always decodes what it receives. A WHIP ingest
+  wants the depacketised frames (H.264 Annex-B, VP8, Opus) as they came.
+- **Keyframe requests**: in passthrough (a track that returns ``av.Packet``) aiortc drops
+  PLI and FIR from viewers without telling anyone.
+- **Shared packetisation**: N viewers of one channel would each split the same access unit
+  into the same RTP payloads.
+
+``tests/unit/test_aiortc_hooks.py`` checks every hook against the pinned aiortc, so an
+upgrade that moves these internals fails loudly there rather than silently in production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import random
+import socket
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aioice.ice
+import aiortc.rtcicetransport
+import aiortc.rtcrtpreceiver
+import av
+import ifaddr
+from aioice import Candidate
+from aioice.candidate import candidate_foundation, candidate_priority
+from aioice.mdns import is_mdns_hostname
+from aiortc.codecs import get_encoder
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtcrtpreceiver import RTCRtpReceiver
+from aiortc.rtcrtpsender import RTCRtpSender
+
+log = logging.getLogger("bridge.webrtc")
+
+AIORTC_VERSION = "1.16.0"
+
+
+# --------------------------------------------------------------------------- ICE policy
+
+
+@dataclass(frozen=True)
+class IcePolicy:
+    """Which local candidates the server offers and which remote ones it will use.
+
+    ``addresses`` empty means: every interface address, loopback only when the host has
+    nothing else. ``ports`` is an inclusive UDP range, or None for any port.
+    ``public_ips`` are announced as extra host candidates on the same ports (1:1 NAT).
+    """
+
+    addresses: tuple[str, ...] = ()
+    ports: tuple[int, int] | None = None
+    public_ips: tuple[str, ...] = ()
+
+
+def interface_addresses() -> list[str]:
+    """Every address of this host's interfaces (IPv6 link-local left out: it needs a scope)."""
+    out: list[str] = []
+    for adapter in ifaddr.get_adapters():
+        for ip in adapter.ips:
+            if isinstance(ip.ip, str):
+                out.append(ip.ip)
+            elif ip.ip[2] == 0 and not ipaddress.ip_address(ip.ip[0]).is_link_local:
+                out.append(ip.ip[0])
+    return list(dict.fromkeys(out))
+
+
+def local_addresses(policy: IcePolicy) -> list[str]:
+    """The addresses ICE binds and offers under ``policy``."""
+    if policy.addresses:
+        return list(policy.addresses)
+    found = interface_addresses()
+    outside = [a for a in found if not ipaddress.ip_address(a).is_loopback]
+    return outside or [a for a in found if ipaddress.ip_address(a).is_loopback]
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+_policy = IcePolicy()
+_ports_lock = threading.Lock()
+
+
+class PolicyConnection(aioice.ice.Connection):
+    """aioice's ICE agent with the process's :class:`IcePolicy` applied."""
+
+    async def gather_candidates(self) -> None:
+        if self._local_candidates_start:
+            return
+        self._local_candidates_start = True
+        policy = _policy
+        addresses = local_addresses(policy) if self.transport_policy_all else []
+        for component in self._components:
+            hosts, protocols = await _bind_host_candidates(self, component, addresses, policy)
+            self._local_candidates += hosts
+            if self.stun_server:
+                self._local_candidates += await _reflexive(protocols, self.stun_server)
+            # With no addresses, aioice's own gathering only connects to the TURN server.
+            if self.turn_server:
+                self._local_candidates += await self.get_component_candidates(
+                    component=component, addresses=[]
+                )
+        self._local_candidates_end = True
+
+    @property
+    def transport_policy_all(self) -> bool:
+        return self._transport_policy == aioice.ice.TransportPolicy.ALL
+
+    async def add_remote_candidate(self, remote_candidate: Candidate | None) -> None:
+        if remote_candidate is not None and not self._usable(remote_candidate):
+            return
+        await super().add_remote_candidate(remote_candidate)
+
+    def _usable(self, candidate: Candidate) -> bool:
+        # An mDNS name would make aioice send multicast queries; the peer's checks reach us
+        # anyway and teach us its address (peer-reflexive).
+        if is_mdns_hostname(candidate.host):
+            log.debug("remote candidate %s ignored: mDNS", candidate.host)
+            return False
+        if candidate.transport.lower() != "udp":
+            return False
+        # Loopback pairs only with loopback: a server offering 127.0.0.1 must never send
+        # checks to the peer's LAN address, and a LAN socket cannot reach the peer's loopback.
+        local = local_addresses(_policy)
+        if _is_loopback(candidate.host) not in {_is_loopback(a) for a in local}:
+            log.debug("remote candidate %s ignored: not reachable from %s", candidate.host, local)
+            return False
+        return True
+
+    def check_incoming(self, message: Any, addr: tuple[str, int], protocol: Any) -> None:
+        # RFC 8445 requires PRIORITY in every check; FFmpeg 8.0's WHIP muxer leaves it out and
+        # aioice would raise KeyError when it learns that peer-reflexive candidate.
+        if "PRIORITY" not in message.attributes:
+            component = protocol.local_candidate.component
+            message.attributes["PRIORITY"] = candidate_priority(component, "prflx")
+        super().check_incoming(message, addr, protocol)
+
+
+async def _reflexive(protocols: Sequence[Any], stun_server: tuple[str, int]) -> list[Candidate]:
+    tasks = [
+        asyncio.create_task(aioice.ice.server_reflexive_candidate(protocol, stun_server))
+        for protocol in protocols
+        if ipaddress.ip_address(protocol.local_candidate.host).version == 4
+    ]
+    if not tasks:
+        return []
+    done, pending = await asyncio.wait(tasks, timeout=5)
+    for task in pending:
+        task.cancel()
+    return [task.result()[0] for task in done if task.exception() is None]
+
+
+async def _bind_host_candidates(
+    connection: PolicyConnection, component: int, addresses: Sequence[str], policy: IcePolicy
+) -> tuple[list[Candidate], list[Any]]:
+    loop = asyncio.get_running_loop()
+    candidates: list[Candidate] = []
+    protocols: list[Any] = []
+    for address in addresses:
+        bound = await _bind(loop, connection, address, policy.ports)
+        if bound is None:
+            continue
+        transport, protocol = bound
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, aioice.turn.UDP_SOCKET_BUFFER_SIZE)
+        host, port = transport.get_extra_info("sockname")[:2]
+        protocol.local_candidate = Candidate(
+            foundation=candidate_foundation("host", "udp", host),
+            component=component,
+            transport="udp",
+            priority=candidate_priority(component, "host"),
+            host=host,
+            port=port,
+            type="host",
+        )
+        connection._protocols.append(protocol)
+        protocols.append(protocol)
+        candidates.append(protocol.local_candidate)
+        for public in policy.public_ips:
+            if ipaddress.ip_address(public).version != ipaddress.ip_address(host).version:
+                continue
+            # Same socket, announced under the NAT's address: the peer's checks to it are
+            # forwarded to this port and answered from it.
+            candidates.append(
+                Candidate(
+                    foundation=candidate_foundation("host", "udp", public),
+                    component=component,
+                    transport="udp",
+                    priority=candidate_priority(component, "host", local_pref=65534),
+                    host=public,
+                    port=port,
+                    type="host",
+                )
+            )
+    return candidates, protocols
+
+
+async def _bind(
+    loop: asyncio.AbstractEventLoop,
+    connection: PolicyConnection,
+    address: str,
+    ports: tuple[int, int] | None,
+) -> tuple[asyncio.DatagramTransport, Any] | None:
+    def factory() -> Any:
+        return aioice.ice.StunProtocol(connection)
+
+    if ports is None:
+        candidates_ports = [0]
+    else:
+        low, high = ports
+        span = high - low + 1
+        start = random.randrange(span)
+        candidates_ports = [low + (start + i) % span for i in range(span)]
+    last: OSError | None = None
+    for port in candidates_ports:
+        try:
+            transport, protocol = await loop.create_datagram_endpoint(
+                factory, local_addr=(address, port)
+            )
+        except OSError as exc:
+            last = exc
+            continue
+        return transport, protocol
+    if ports is None:
+        log.warning("ICE: could not bind %s: %s", address, last)
+    else:
+        log.warning("ICE: no free UDP port on %s in %d-%d (%s)", address, ports[0], ports[1], last)
+    return None
+
+
+def install_ice_policy(policy: IcePolicy) -> None:
+    """Make every ICE agent aiortc creates from now on follow ``policy`` (process-wide:
+    aiortc builds its agents deep inside ``RTCPeerConnection``)."""
+    global _policy
+    with _ports_lock:
+        _policy = policy
+    aiortc.rtcicetransport.Connection = PolicyConnection  # type: ignore[misc]
+
+
+def current_ice_policy() -> IcePolicy:
+    return _policy
+
+
+# --------------------------------------------------------------------------- encoded frames
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedFrame:
+    """One depacketised frame as the publisher sent it: H.264 Annex-B, a VP8/VP9 frame or an
+    Opus packet. ``timestamp`` is the RTP timestamp, unwrapped, from 0 at the first frame."""
+
+    codec: str  # lower-case encoding name: h264, vp8, vp9, opus
+    data: bytes
+    timestamp: int
+    clock_rate: int
+
+
+_encoded_queues: dict[int, asyncio.Queue[Any]] = {}
+_original_worker = aiortc.rtcrtpreceiver.decoder_worker
+
+
+def _passthrough_worker(
+    loop: asyncio.AbstractEventLoop,
+    input_q: Any,
+    output_q: asyncio.Queue[Any],
+    decode_error: threading.Event,
+) -> None:
+    if _encoded_queues.get(id(output_q)) is not output_q:
+        _original_worker(loop, input_q, output_q, decode_error)
+        return
+    try:
+        while True:
+            task = input_q.get()
+            if task is None:
+                asyncio.run_coroutine_threadsafe(output_q.put(None), loop)
+                return
+            codec, frame = task
+            encoded = EncodedFrame(
+                codec.name.lower(), bytes(frame.data), frame.timestamp, codec.clockRate
+            )
+            loop.call_soon_threadsafe(_put_bounded, output_q, encoded)
+    finally:
+        _encoded_queues.pop(id(output_q), None)
+
+
+ENCODED_QUEUE_LIMIT = 256
+
+
+def _put_bounded(queue: asyncio.Queue[Any], item: EncodedFrame) -> None:
+    # aiortc's track queue is unbounded; a consumer that stalls must not grow it forever.
+    if queue.qsize() >= ENCODED_QUEUE_LIMIT:
+        log.warning("encoded frames dropped: the consumer is %d frames behind", queue.qsize())
+        while not queue.empty():
+            queue.get_nowait()
+    queue.put_nowait(item)
+
+
+def want_encoded_frames(receiver: RTCRtpReceiver) -> None:
+    """Make ``receiver.track.recv()`` return :class:`EncodedFrame` instead of decoded frames.
+
+    Call it after ``setRemoteDescription`` (the track exists) and before the connection
+    starts receiving (aiortc starts its decoder thread then).
+    """
+    track = receiver.track
+    if track is None:
+        raise ValueError("the receiver has no track yet")
+    queue = track._queue  # type: ignore[attr-defined]
+    _encoded_queues[id(queue)] = queue
+    aiortc.rtcrtpreceiver.decoder_worker = _passthrough_worker
+
+
+def request_keyframe(receiver: RTCRtpReceiver) -> bool:
+    """Send a PLI to the publisher of ``receiver``'s stream. False while no RTP has come."""
+    sources = receiver.getSynchronizationSources()
+    if not sources:
+        return False
+    asyncio.ensure_future(receiver._send_rtcp_pli(sources[0].source))
+    return True
+
+
+# --------------------------------------------------------------------------- senders
+
+
+def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> None:
+    """Call ``callback`` for each PLI or FIR the viewer sends about ``sender``'s stream.
+
+    aiortc answers them by flagging its own encoder, which a passthrough track never uses.
+    """
+    original = sender._send_keyframe
+
+    def surfaced() -> None:
+        original()
+        callback()
+
+    sender._send_keyframe = surfaced  # type: ignore[method-assign]
+
+
+class SharedPacker:
+    """aiortc's packetiser for one codec, with a small cache of its last results, so every
+    viewer of a channel sending the same ``av.Packet`` reuses one split into RTP payloads.
+
+    Single-threaded (the event loop); ``limit`` bounds the cache: viewers further behind than
+    that recompute, which is correct, only slower.
+    """
+
+    def __init__(self, codec: RTCRtpCodecParameters, limit: int = 64) -> None:
+        self._encoder = get_encoder(codec)
+        self._cache: OrderedDict[int, tuple[av.Packet, list[bytes], int]] = OrderedDict()
+        self._limit = limit
+        self.hits = 0
+        self.misses = 0
+
+    def pack(self, packet: av.Packet) -> tuple[list[bytes], int]:
+        key = id(packet)
+        cached = self._cache.get(key)
+        if cached is not None and cached[0] is packet:
+            self.hits += 1
+            return cached[1], cached[2]
+        self.misses += 1
+        payloads, timestamp = self._encoder.pack(packet)
+        # Holding the packet keeps its id from being reused while the entry lives.
+        self._cache[key] = (packet, payloads, timestamp)
+        if len(self._cache) > self._limit:
+            self._cache.popitem(last=False)
+        return payloads, timestamp
+
+    def encode(self, frame: Any, force_keyframe: bool = False) -> tuple[list[bytes], int]:
+        raise TypeError("SharedPacker only packs pre-encoded packets")
+
+
+def sending_codec(pc: Any, sender: RTCRtpSender) -> RTCRtpCodecParameters | None:
+    """The codec ``sender`` sends with, once negotiated (aiortc keeps it private)."""
+    for transceiver in pc.getTransceivers():
+        if transceiver.sender is sender and transceiver._codecs:
+            codec: RTCRtpCodecParameters = transceiver._codecs[0]
+            return codec
+    return None
+
+
+def use_packer(sender: RTCRtpSender, packer: SharedPacker) -> None:
+    """Make ``sender`` packetise with ``packer`` (it only fetches its own encoder when it has
+    none, so setting it before the first frame is enough)."""
+    sender._RTCRtpSender__encoder = packer  # type: ignore[attr-defined]
+
+
+# --------------------------------------------------------------------------- codecs
+
+# aiortc only knows H.264 Constrained Baseline and Baseline; encoders publishing over WHIP
+# (FFmpeg, hardware) offer Main or High. Passthrough never decodes, so any profile will do.
+EXTRA_H264_PROFILES = ("4d001f", "640c1f", "64001f")
+
+
+def add_h264_profiles(profile_level_ids: Sequence[str] = EXTRA_H264_PROFILES) -> None:
+    """Let aiortc negotiate these H.264 profiles too (process-wide, idempotent)."""
+    from aiortc.codecs import CODECS
+    from aiortc.rtcrtpparameters import RTCRtcpFeedback
+
+    video = CODECS["video"]
+    known = {
+        str(c.parameters.get("profile-level-id", "")).lower()
+        for c in video
+        if c.mimeType.lower() == "video/h264"
+    }
+    next_pt = max(c.payloadType or 0 for c in video) + 1
+    for plid in profile_level_ids:
+        if plid.lower() in known or next_pt + 1 > 127:
+            continue
+        video.append(
+            RTCRtpCodecParameters(
+                mimeType="video/H264",
+                clockRate=90000,
+                payloadType=next_pt,
+                rtcpFeedback=[
+                    RTCRtcpFeedback(type="nack"),
+                    RTCRtcpFeedback(type="nack", parameter="pli"),
+                    RTCRtcpFeedback(type="goog-remb"),
+                ],
+                parameters={
+                    "level-asymmetry-allowed": "1",
+                    "packetization-mode": "1",
+                    "profile-level-id": plid,
+                },
+            )
+        )
+        video.append(
+            RTCRtpCodecParameters(
+                mimeType="video/rtx",
+                clockRate=90000,
+                payloadType=next_pt + 1,
+                parameters={"apt": next_pt},
+            )
+        )
+        next_pt += 2
+
+
+@dataclass
+class HookCheck:
+    """What :func:`check_hooks` found (all True on the pinned aiortc)."""
+
+    results: dict[str, bool] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return all(self.results.values())
+
+
+def check_hooks() -> HookCheck:
+    """Whether the internals these hooks use still exist; logged at startup."""
+    check = HookCheck()
+    r = check.results
+    r["aiortc version"] = aiortc.__version__ == AIORTC_VERSION
+    r["rtcicetransport.Connection"] = hasattr(aiortc.rtcicetransport, "Connection")
+    r["Connection internals"] = all(
+        hasattr(aioice.ice.Connection, name)
+        for name in ("get_component_candidates", "check_incoming", "add_remote_candidate")
+    )
+    r["rtcrtpreceiver.decoder_worker"] = callable(
+        getattr(aiortc.rtcrtpreceiver, "decoder_worker", None)
+    )
+    r["RTCRtpReceiver._send_rtcp_pli"] = hasattr(RTCRtpReceiver, "_send_rtcp_pli")
+    r["RTCRtpSender._send_keyframe"] = hasattr(RTCRtpSender, "_send_keyframe")
+    return check
