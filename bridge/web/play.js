@@ -1,16 +1,39 @@
-// bridge's HLS player page: hls.js in low-latency mode where Media Source Extensions exist,
-// the browser's own HLS (Safari, iOS before 17.1) otherwise.
+// bridge's player page. WebRTC (WHEP, webrtc.js) first: it is the lowest latency. LL-HLS when
+// WebRTC is not possible: hls.js where Media Source Extensions exist, the browser's own HLS
+// (Safari, iOS before 17.1) otherwise.
+//
+// URL parameters: channel; player=webrtc (WHEP only, never falls back) | hls (hls.js, no
+// WebRTC) | native (the browser's HLS where it has one); src (another playlist URL: HLS only);
+// ll=0 (classic HLS; implies HLS); sync (HLS target latency, seconds).
+//
+// Without `player`, a WHEP POST refused with anything but 409, a connection that fails, or no
+// decoded video frame within 5 s switches to HLS for good (fallbackReason says why). 409 means
+// "not live yet": the page retries with back-off from Retry-After. A WebRTC session that played
+// and then broke is retried (3 times, with back-off) before HLS is chosen.
 //
 // Tests and benchmarks read `window.bridgeStats`, refreshed every 250 ms:
+//   mode           "webrtc" | "hls.js" | "native" | null
+//   playing        HLS: true while the video is actually moving (not paused, not starved);
+//                  WebRTC: true while framesDecoded advances (audio packets for audio-only)
+//   currentTime    the video element's currentTime
+//   errors         fatal errors, oldest first (at most 20): {at, type, details, fatal, message}
+//   warnings       non-fatal ones, same shape (at most 20); a WebRTC fallback is one
+//   src, channel, ended, hlsVersion, updatedAt (ms since the epoch)
+// HLS (null or 0 in WebRTC mode):
 //   latency        seconds behind live (PROGRAM-DATE-TIME based when the playlist has it,
 //                  else hls.js's live-edge estimate); null until known
 //   latencySource  "pdt" | "edge" | null
-//   pdtLatency, edgeLatency, targetLatency, buffered, playbackRate
-//   currentTime    the video element's currentTime
-//   playing        true while the video is actually moving (not paused, not starved)
-//   errors         fatal errors, oldest first (at most 20): {at, type, details, fatal, message}
-//   warnings       non-fatal ones, same shape (at most 20)
-//   mode           "hls.js" | "native" | null;  hlsVersion, src, channel, restarts, ended
+//   pdtLatency, edgeLatency, targetLatency, buffered, playbackRate, restarts
+// WebRTC (from RTCPeerConnection.getStats(); null until known, reset on every WHEP attempt):
+//   framesDecoded, framesReceived, framesDropped, freezeCount, totalFreezesDuration (s),
+//   keyFramesDecoded, frameWidth, frameHeight      inbound video
+//   videoCodec, audioCodec                         mimeTypes, e.g. "video/H264", "audio/opus"
+//   audioPacketsReceived, audioPacketsLost
+//   jitterBufferDelayMs    average jitter buffer delay of video frames
+//   firstFrameMs           WHEP POST sent -> first decoded (presented) video frame
+//   connectionState        RTCPeerConnection.connectionState
+//   whepAttempts           WHEP POSTs made by this page (kept across attempts)
+//   fallbackReason         why HLS is playing instead of WebRTC, or null
 (function () {
   'use strict';
 
@@ -20,8 +43,24 @@
   // Back-off between restarts after a fatal error (channel not live yet, server restarted).
   var RESTART_DELAYS_MS = [1000, 2000, 4000, 8000];
   var ENDED_POLL_MS = 2000;
+  // WebRTC: a session that gets no frame this long after its answer is not going to work here
+  // (UDP blocked, codec the browser cannot decode): HLS will.
+  var FIRST_FRAME_TIMEOUT_MS = 5000;
+  // Reconnects of a session that did play before falling back to HLS.
+  var WHEP_RETRY_DELAYS_MS = [1000, 2000, 4000];
+  // 409 back-off: doubles from Retry-After, but a viewer waiting for a channel should not wait
+  // long once it is live.
+  var DEFAULT_RETRY_AFTER_S = 2;
+  var MAX_WAIT_S = 10;
+  // Connected but no media this long: the publisher left without the server ending the
+  // session; asking again gets 409 until it is back.
+  var STALL_MS = 10000;
+  // "playing" means a frame decoded within this window: a few stats polls, so that a poll
+  // delayed by a busy machine does not read as a stall.
+  var ADVANCING_MS = 1500;
 
   var params = new URLSearchParams(window.location.search);
+  var forcedPlayer = params.get('player');
   var video = document.getElementById('video');
   var el = {
     title: document.getElementById('title'),
@@ -32,6 +71,7 @@
     rate: document.getElementById('rate'),
     mode: document.getElementById('mode'),
     errors: document.getElementById('errors'),
+    fallback: document.getElementById('fallback'),
   };
 
   var stats = {
@@ -53,8 +93,31 @@
     channel: null,
     restarts: 0,
     updatedAt: 0,
+    framesDecoded: null,
+    framesReceived: null,
+    framesDropped: null,
+    freezeCount: null,
+    totalFreezesDuration: null,
+    keyFramesDecoded: null,
+    frameWidth: null,
+    frameHeight: null,
+    videoCodec: null,
+    audioCodec: null,
+    audioPacketsReceived: null,
+    audioPacketsLost: null,
+    jitterBufferDelayMs: null,
+    firstFrameMs: null,
+    connectionState: null,
+    fallbackReason: null,
+    whepAttempts: 0,
   };
   window.bridgeStats = stats;
+  var RTC_FIELDS = [
+    'framesDecoded', 'framesReceived', 'framesDropped', 'freezeCount', 'totalFreezesDuration',
+    'keyFramesDecoded', 'frameWidth', 'frameHeight', 'videoCodec', 'audioCodec',
+    'audioPacketsReceived', 'audioPacketsLost', 'jitterBufferDelayMs', 'firstFrameMs',
+    'connectionState',
+  ];
 
   var hls = null;
   var restartTimer = null;
@@ -118,8 +181,13 @@
     }
     stats.channel = channel;
     document.querySelector('#switch input[name=channel]').value = channel;
-    // Same origin, absolute path: the server mounts HLS at /hls/ wherever this page lives.
-    return { url: '/hls/' + encodeURIComponent(channel) + '/index.m3u8', label: channel };
+    // Same origin, absolute paths: the server mounts HLS at /hls/ and WHEP at /whep/ wherever
+    // this page lives.
+    return {
+      url: '/hls/' + encodeURIComponent(channel) + '/index.m3u8',
+      whep: '/whep/' + encodeURIComponent(channel),
+      label: channel,
+    };
   }
 
   // ------------------------------------------------------------------ hls.js
@@ -264,9 +332,11 @@
     if (stats.mode === 'native') scheduleRestart(currentSource, 'video error ' + error.code);
   });
   video.addEventListener('durationchange', function () {
-    if (video.duration === Infinity) wasLive = true;  // native HLS shows live as Infinity
+    // Native HLS shows live as Infinity (so does a WebRTC MediaStream, which says nothing).
+    if (video.duration === Infinity && stats.mode !== 'webrtc') wasLive = true;
   });
   video.addEventListener('ended', function () {
+    if (stats.mode === 'webrtc') return;  // WebRTC ends through its connection, below
     stats.ended = true;
     if (!wasLive) {
       setStatus('Finished.');
@@ -305,6 +375,227 @@
         else waitForLive(source);
       });
     }, ENDED_POLL_MS);
+  }
+
+  // ------------------------------------------------------------------ WebRTC (WHEP)
+
+  var rtc = null;            // the current WHEP session (webrtc.js)
+  var rtcGeneration = 0;     // bumped by every attempt and stop: late callbacks of older ones are ignored
+  var rtcTimer = null;       // first-frame deadline or the next attempt
+  var rtcPlayed = false;     // some session decoded a frame: a later failure reconnects first
+  var rtcRetries = 0;        // failed attempts since the last frame
+  var rtcWaits = 0;          // 409s in a row
+  var rtcProgress = { frames: 0, audio: 0, at: 0 };
+  var rtcStatsBusy = false;
+  var rtcRendered = false;   // the stat boxes show WebRTC figures
+
+  function clearRtcTimer() {
+    if (rtcTimer !== null) {
+      clearTimeout(rtcTimer);
+      rtcTimer = null;
+    }
+  }
+
+  function resetRtcStats() {
+    RTC_FIELDS.forEach(function (name) { stats[name] = null; });
+    rtcProgress = { frames: 0, audio: 0, at: 0 };
+  }
+
+  function stopRtc() {
+    rtcGeneration += 1;
+    clearRtcTimer();
+    if (rtc) {
+      rtc.stop();  // DELETEs the session on the server
+      rtc = null;
+    }
+    if (video.srcObject) video.srcObject = null;  // else it would hide hls.js's MediaSource
+  }
+
+  function describeFailure(error) {
+    if (error && error.status) return 'WHEP answered HTTP ' + error.status + (error.detail ? ': ' + error.detail : '');
+    var message = error && error.message || String(error);
+    // fetch() rejects with a TypeError when the request does not get through at all.
+    return (error instanceof TypeError ? 'WHEP request failed: ' : 'WebRTC setup failed: ') + message;
+  }
+
+  function startWebRTC(source) {
+    clearRtcTimer();
+    var generation = ++rtcGeneration;
+    stats.mode = 'webrtc';
+    stats.whepAttempts += 1;
+    resetRtcStats();
+    if (!rtcWaits) setStatus('Connecting to ' + source.label + ' (WebRTC)…');
+    window.BridgeWebRTC.whep(source.whep, video, {
+      onEnded: function (reason) {
+        if (generation === rtcGeneration) rtcFailed(source, reason);
+      },
+      onPlayError: function (error) {
+        // Only a refusal is news: an AbortError just means the stream was replaced meanwhile.
+        if (generation !== rtcGeneration || error.name !== 'NotAllowedError') return;
+        reportWarning('autoplay', error.name, error.message);
+        setStatus('Press play to start.');
+      },
+    }).then(function (session) {
+      if (generation !== rtcGeneration) {
+        session.stop();
+        return;
+      }
+      rtc = session;
+      stats.connectionState = session.pc.connectionState;
+      setStatus('Connecting to ' + source.label + ' (WebRTC), waiting for the first frame…');
+      watchFirstFrame(source, session, generation);
+    }, function (error) {
+      if (generation !== rtcGeneration) return;
+      if (error && error.status === 409) {
+        waitForChannel(source, error.retryAfter);
+        return;
+      }
+      rtcFailed(source, describeFailure(error));
+    });
+  }
+
+  // 409: not live (yet). Retry-After is where the back-off starts (WHEP draft).
+  function waitForChannel(source, retryAfter) {
+    var base = typeof retryAfter === 'number' && isFinite(retryAfter)
+      ? Math.min(Math.max(retryAfter, 0.5), 60) : DEFAULT_RETRY_AFTER_S;
+    var delay = Math.max(base, Math.min(base * Math.pow(2, rtcWaits), MAX_WAIT_S));
+    rtcWaits += 1;
+    stopRtc();
+    stats.mode = 'webrtc';
+    setStatus('Waiting for the channel to go live (WebRTC; next try in ' + delay.toFixed(1).replace(/\.0$/, '') + ' s)…');
+    rtcTimer = setTimeout(function () {
+      rtcTimer = null;
+      startWebRTC(source);
+    }, delay * 1000);
+  }
+
+  function watchFirstFrame(source, session, generation) {
+    // requestVideoFrameCallback fires when the frame is composited: the most precise moment;
+    // the stats poll (framesDecoded > 0) is the fallback.
+    if (typeof video.requestVideoFrameCallback === 'function') {
+      video.requestVideoFrameCallback(function () {
+        if (generation === rtcGeneration) gotFirstFrame(source, session);
+      });
+    }
+    rtcTimer = setTimeout(function () {
+      rtcTimer = null;
+      if (generation !== rtcGeneration || stats.firstFrameMs !== null) return;
+      var state = session.pc.connectionState;
+      rtcFailed(source, state === 'connected'
+        ? 'no video frame within ' + FIRST_FRAME_TIMEOUT_MS / 1000 + ' s'
+        : 'no WebRTC connection within ' + FIRST_FRAME_TIMEOUT_MS / 1000 + ' s (' + state + ')');
+    }, FIRST_FRAME_TIMEOUT_MS);
+  }
+
+  function gotFirstFrame(source, session) {
+    if (stats.firstFrameMs !== null || session !== rtc) return;
+    stats.firstFrameMs = Math.round(performance.now() - session.postedAt);
+    rtcPlayed = true;
+    rtcRetries = 0;
+    rtcWaits = 0;
+    rtcProgress.at = Date.now();
+    clearRtcTimer();
+    setStatus('Playing ' + source.label + ' (WebRTC)');
+  }
+
+  function rtcFailed(source, reason) {
+    stopRtc();
+    if (forcedPlayer === 'webrtc') {
+      // Asked for WebRTC only: keep trying, and say why it does not work.
+      reportError('webrtc', 'failed', reason);
+      var delay = RESTART_DELAYS_MS[Math.min(rtcRetries, RESTART_DELAYS_MS.length - 1)];
+      rtcRetries += 1;
+      setStatus('WebRTC failed (' + reason + '); retrying in ' + delay / 1000 + ' s…');
+      rtcTimer = setTimeout(function () {
+        rtcTimer = null;
+        startWebRTC(source);
+      }, delay);
+      return;
+    }
+    if (rtcPlayed && rtcRetries < WHEP_RETRY_DELAYS_MS.length) {
+      var wait = WHEP_RETRY_DELAYS_MS[rtcRetries];
+      rtcRetries += 1;
+      reportWarning('webrtc', 'reconnect', reason);
+      setStatus('WebRTC interrupted (' + reason + '); reconnecting in ' + wait / 1000 + ' s…');
+      rtcTimer = setTimeout(function () {
+        rtcTimer = null;
+        startWebRTC(source);
+      }, wait);
+      return;
+    }
+    fallBack(source, reason);
+  }
+
+  function fallBack(source, reason) {
+    stats.fallbackReason = reason;
+    reportWarning('webrtc', 'fallback', reason);
+    el.fallback.textContent = 'WebRTC was not used: ' + reason + '. Playing HLS instead.';
+    el.fallback.hidden = false;
+    start(source);
+  }
+
+  function pollRtcStats(source) {
+    var session = rtc;
+    if (!session || rtcStatsBusy) return;
+    rtcStatsBusy = true;
+    session.pc.getStats().then(function (report) {
+      rtcStatsBusy = false;
+      if (session !== rtc) return;
+      readRtcStats(source, session, report);
+      render();
+    }, function () {
+      rtcStatsBusy = false;
+    });
+  }
+
+  function readRtcStats(source, session, report) {
+    var videoIn = null;
+    var audioIn = null;
+    report.forEach(function (entry) {
+      if (entry.type !== 'inbound-rtp') return;
+      var kind = entry.kind || entry.mediaType;
+      if (kind === 'video') videoIn = entry;
+      else if (kind === 'audio') audioIn = entry;
+    });
+    function codec(entry) {
+      var found = entry && entry.codecId ? report.get(entry.codecId) : null;
+      return found && found.mimeType || null;
+    }
+    function num(entry, name) {
+      return entry && typeof entry[name] === 'number' ? entry[name] : null;
+    }
+    stats.connectionState = session.pc.connectionState;
+    ['framesDecoded', 'framesReceived', 'framesDropped', 'freezeCount', 'totalFreezesDuration',
+      'keyFramesDecoded', 'frameWidth', 'frameHeight'].forEach(function (name) {
+      stats[name] = num(videoIn, name);
+    });
+    stats.videoCodec = codec(videoIn);
+    stats.audioCodec = codec(audioIn);
+    stats.audioPacketsReceived = num(audioIn, 'packetsReceived');
+    stats.audioPacketsLost = num(audioIn, 'packetsLost');
+    var emitted = num(videoIn, 'jitterBufferEmittedCount');
+    stats.jitterBufferDelayMs = emitted ? Math.round(num(videoIn, 'jitterBufferDelay') / emitted * 10000) / 10 : null;
+
+    // Progress: decoded video frames, or audio packets when the channel has no video.
+    var frames = stats.framesDecoded || 0;
+    var audio = stats.audioPacketsReceived || 0;
+    var audioOnly = !frames && audio > 0 && session.pc.getTransceivers().every(function (t) {
+      return t.receiver.track.kind !== 'video' || t.currentDirection === 'inactive';
+    });
+    var now = Date.now();
+    if (frames > rtcProgress.frames || (audioOnly && audio > rtcProgress.audio)) rtcProgress.at = now;
+    rtcProgress.frames = frames;
+    rtcProgress.audio = audio;
+    if (stats.firstFrameMs === null && (frames > 0 || audioOnly)) gotFirstFrame(source, session);
+    stats.playing = rtcAdvancing();
+    if (stats.firstFrameMs !== null && now - rtcProgress.at > STALL_MS) {
+      rtcFailed(source, 'no media for ' + STALL_MS / 1000 + ' s');
+    }
+  }
+
+  function rtcAdvancing() {
+    return rtc !== null && rtcProgress.at > 0 && stats.firstFrameMs !== null &&
+      Date.now() - rtcProgress.at < ADVANCING_MS;
   }
 
   // ------------------------------------------------------------------ measurements
@@ -358,7 +649,13 @@
     stats.currentTime = video.currentTime;
     stats.buffered = bufferAhead();
     stats.playbackRate = video.playbackRate;
-    stats.playing = !video.paused && !video.ended && video.readyState >= 3;
+    if (stats.mode === 'webrtc') {
+      // A MediaStream is "playing" even while no frame arrives: only decoded frames count.
+      stats.playing = rtcAdvancing();
+      pollRtcStats(currentSource);
+    } else {
+      stats.playing = !video.paused && !video.ended && video.readyState >= 3;
+    }
     stats.updatedAt = Date.now();
     render();
   }
@@ -367,7 +664,53 @@
     return value === null ? '–' : value.toFixed(2) + ' s';
   }
 
+  // The five stat boxes show HLS figures or WebRTC ones; their labels follow.
+  var LABELS = {
+    hls: ['Latency', 'Target', 'Buffer ahead', 'Rate', 'Player'],
+    webrtc: ['Jitter buffer', 'Frames', 'Resolution', 'Codecs', 'Player'],
+  };
+
+  function setLabels(webrtc) {
+    if (webrtc === rtcRendered) return;
+    rtcRendered = webrtc;
+    var names = webrtc ? LABELS.webrtc : LABELS.hls;
+    [el.latency, el.target, el.buffer, el.rate, el.mode].forEach(function (value, i) {
+      value.previousElementSibling.textContent = names[i];
+      value.title = '';
+    });
+    el.rate.classList.toggle('small', webrtc);
+  }
+
+  function shortCodec(mime) {
+    return mime ? mime.replace(/^[a-z]+\//i, '') : null;
+  }
+
+  function renderWebRTC() {
+    setLabels(true);
+    var jitter = stats.jitterBufferDelayMs;
+    el.latency.textContent = jitter === null ? '–' : Math.round(jitter) + ' ms';
+    el.latency.className = 'value';
+    el.latency.title = 'average time a video frame waited in the jitter buffer' +
+      (stats.firstFrameMs !== null ? '; first frame ' + stats.firstFrameMs + ' ms after the request' : '');
+    el.target.textContent = stats.framesDecoded === null ? '–' : String(stats.framesDecoded);
+    el.target.title = stats.framesDecoded === null ? '' : 'decoded; received ' + stats.framesReceived +
+      ', dropped ' + stats.framesDropped + ', key frames ' + stats.keyFramesDecoded +
+      ', freezes ' + stats.freezeCount;
+    el.buffer.textContent = stats.frameWidth ? stats.frameWidth + '×' + stats.frameHeight : '–';
+    var codecs = [shortCodec(stats.videoCodec), shortCodec(stats.audioCodec)].filter(Boolean);
+    el.rate.textContent = codecs.length ? codecs.join(' · ') : '–';
+    el.rate.title = stats.audioPacketsReceived === null ? '' : 'audio packets received ' +
+      stats.audioPacketsReceived + ', lost ' + stats.audioPacketsLost;
+    el.mode.textContent = 'WebRTC' + (stats.connectionState && stats.connectionState !== 'connected' ? ' · ' + stats.connectionState : '');
+    el.mode.title = 'WHEP attempts: ' + stats.whepAttempts;
+  }
+
   function render() {
+    if (stats.mode === 'webrtc') {
+      renderWebRTC();
+      return;
+    }
+    setLabels(false);
     el.latency.textContent = seconds(stats.latency);
     el.latency.className = 'value ' + (stats.latency === null ? '' : stats.latency <= 2 ? 'good' : stats.latency <= 5 ? 'warn' : 'bad');
     el.latency.title = stats.latencySource === 'pdt'
@@ -377,11 +720,26 @@
     el.buffer.textContent = seconds(stats.buffered);
     el.rate.textContent = stats.playbackRate.toFixed(2) + '×';
     el.mode.textContent = stats.mode === 'hls.js' ? 'hls.js ' + stats.hlsVersion : stats.mode || '–';
+    el.mode.title = stats.fallbackReason ? 'WebRTC was not used: ' + stats.fallbackReason : '';
   }
 
   // ------------------------------------------------------------------ go
 
+  // WebRTC unless HLS is asked for (player=hls|native, a playlist URL, classic HLS) or the
+  // browser cannot: returns null for WebRTC, else why not (an empty string when asked for).
+  function whyNotWebRTC(source) {
+    if (forcedPlayer === 'hls' || forcedPlayer === 'native') return '';
+    if (forcedPlayer !== 'webrtc' && params.get('ll') === '0') return '';
+    if (!source.whep) return forcedPlayer === 'webrtc' ? 'player=webrtc needs a channel, not src' : '';
+    if (typeof window.RTCPeerConnection !== 'function') return 'this browser has no WebRTC';
+    if (!window.BridgeWebRTC) return 'webrtc.js did not load';
+    return null;
+  }
+
   var currentSource = resolveSource();
+  if (!currentSource.error && forcedPlayer !== null && ['webrtc', 'hls', 'native'].indexOf(forcedPlayer) < 0) {
+    currentSource = { error: 'player must be webrtc, hls or native' };
+  }
   if (currentSource.error) {
     reportError('setup', 'bad-url', currentSource.error);
     setStatus(currentSource.error);
@@ -389,7 +747,17 @@
     stats.src = currentSource.url;
     el.title.textContent = currentSource.label;
     document.title = 'bridge · ' + currentSource.label;
-    start(currentSource);
+    var notWebRTC = whyNotWebRTC(currentSource);
+    if (notWebRTC === null) {
+      startWebRTC(currentSource);
+    } else if (forcedPlayer === 'webrtc') {
+      reportError('setup', 'webrtc', notWebRTC);
+      setStatus('Cannot play: ' + notWebRTC + '.');
+    } else if (notWebRTC) {
+      fallBack(currentSource, notWebRTC);
+    } else {
+      start(currentSource);
+    }
   }
   setInterval(measure, TICK_MS);
   measure();

@@ -67,7 +67,8 @@ async def test_web_player_plays_ll_hls(
             assert "play.html" in general, general
             await index.close()
 
-            page = await browser.open(f"{base}/play.html?channel={CHANNEL}")
+            # player=hls: the page would try WebRTC first; this test is about hls.js.
+            page = await browser.open(f"{base}/play.html?channel={CHANNEL}&player=hls")
             opened = asyncio.get_running_loop().time()
             await page.wait_for(
                 "window.bridgeStats && window.bridgeStats.playing", timeout=START_TIMEOUT

@@ -504,7 +504,7 @@ async def test_play_page_plays_a_live_playlist(
     async with live_hls(ffmpeg, tmp_path / "hls" / "live", 60):
         app, requested = web_app(tmp_path / "hls")
         base = await serve(app)
-        page = await browser.open(base + "/play.html?channel=live")
+        page = await browser.open(base + "/play.html?channel=live&player=hls")
         first = await page.wait_for(
             "window.bridgeStats.playing && window.bridgeStats.currentTime > 0.5 && window.bridgeStats",
             timeout=20,
@@ -536,7 +536,7 @@ async def test_play_page_waits_for_an_ended_stream_to_return(
     app, _ = web_app(tmp_path / "hls")
     base = await serve(app)
     async with live_hls(ffmpeg, channel, 4) as first_publish:
-        page = await browser.open(base + "/play.html?channel=back")
+        page = await browser.open(base + "/play.html?channel=back&player=hls")
         await page.wait_for("window.bridgeStats.playing", timeout=20)
         await asyncio.to_thread(first_publish.wait, 20)
     assert "#EXT-X-ENDLIST" in (channel / "index.m3u8").read_text()
