@@ -1,0 +1,322 @@
+"""WHEP and WHIP end to end with aiortc as the independent peer (its own process), ffmpeg
+publishing and reading RTMP, ffprobe reading HLS (issue 6, "Proof" and "Bad input")."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import time
+
+import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection
+
+from bridge.whip import aiortc_hooks
+
+from .helpers import ProcGroup, Server, Tools, wait_until
+from .test_callback_auth import RTMP_HOST, SECRET, SUBJECT, CallbackBackend
+from .webrtc_helpers import (
+    FPS,
+    api_channel,
+    api_sessions,
+    base_url,
+    candidate_hosts,
+    live_publisher,
+    peer_argv,
+    request,
+    run_peer,
+    webrtc_server,
+)
+
+pytestmark = pytest.mark.timeout(90)
+
+CHANNEL, KEY = "cam", "secret"
+SDP = {"Content-Type": "application/sdp"}
+
+
+def wait_live(server: Server, channel: str = CHANNEL, timeout: float = 15) -> None:
+    def live() -> bool:
+        reply = request(f"{base_url(server)}/api/v1/channels/{channel}")
+        return reply.status == 200 and json.loads(reply.body)["live"]
+
+    assert wait_until(live, timeout, 0.1), f"{channel} not live\n{server.diagnostics()}"
+
+
+def check_playback(result: dict, seconds: float, what: str) -> None:  # type: ignore[type-arg]
+    assert result["status"] == 201, result
+    assert result["codec"] == "H264" and result["audio_codec"] == "opus", result
+    assert result["answer_hosts"] == ["127.0.0.1"], result
+    assert result["first_frame_ms"] is not None and result["first_frame_ms"] < 1500, result
+    watched = seconds - result["first_frame_ms"] / 1000
+    # The GOP burst adds frames; what matters is that at least 95% of the live ones came.
+    assert result["video_frames"] >= 0.95 * FPS * watched, (what, result["video_frames"], watched)
+    assert result["max_gap_ms"] < 500, f"{what}: a {result['max_gap_ms']:.0f} ms freeze"
+    assert result["audio_frames"] >= 0.8 * 50 * watched, (what, result["audio_frames"])
+    assert result["delete_status"] == 200
+
+
+def test_whep_passthrough_and_transcoded(procs: ProcGroup, tools: Tools) -> None:
+    server = webrtc_server(procs)
+    whep = f"{base_url(server)}/whep/{CHANNEL}"
+    first = live_publisher(procs, tools, server.url(CHANNEL, KEY), bframes=0)
+    wait_live(server)
+    viewer = procs.start("whep-viewer", peer_argv("whep", whep, "--seconds", "5"))
+    assert wait_until(lambda: api_channel(server, CHANNEL)["webrtc"] is not None, 10, 0.1)
+    path = api_channel(server, CHANNEL)["webrtc"]
+    assert path == {
+        "viewers": 1,
+        "video": "passthrough",
+        "audio": "aac-to-opus",
+        "video_codec": "h264",
+        "audio_codec": "aac",
+    }, path
+    assert api_channel(server, CHANNEL)["readers"] == 1
+    assert viewer.wait(30) == 0, viewer.diagnostics()
+    check_playback(json.loads(viewer.stdout_text()), 5, "passthrough")
+    assert wait_until(lambda: api_channel(server, CHANNEL)["webrtc"] is None, 5, 0.1)
+
+    # The same channel published again with B-frames: re-encoded once for the channel.
+    first.stop()
+    live_publisher(procs, tools, server.url(CHANNEL, KEY), bframes=3, name="publisher-b")
+    time.sleep(1.5)
+    wait_live(server)
+    viewer = procs.start("whep-viewer-b", peer_argv("whep", whep, "--seconds", "6"))
+    assert wait_until(lambda: api_channel(server, CHANNEL)["webrtc"] is not None, 10, 0.1)
+    assert api_channel(server, CHANNEL)["webrtc"]["video"] == "transcode"
+    assert viewer.wait(30) == 0, viewer.diagnostics()
+    check_playback(json.loads(viewer.stdout_text()), 6, "transcoded")
+    assert "Traceback" not in server.stderr_text(), server.diagnostics()
+
+
+def test_whep_many_viewers_share_one_feed(procs: ProcGroup, tools: Tools) -> None:
+    server = webrtc_server(procs)
+    live_publisher(procs, tools, server.url(CHANNEL, KEY))
+    wait_live(server)
+    whep = f"{base_url(server)}/whep/{CHANNEL}"
+    viewers = [
+        procs.start(f"viewer-{i}", peer_argv("whep", whep, "--seconds", "4")) for i in range(3)
+    ]
+    assert wait_until(
+        lambda: (api_channel(server, CHANNEL)["webrtc"] or {}).get("viewers") == 3, 15, 0.1
+    ), server.diagnostics()
+    protocols = [s["protocol"] for s in api_sessions(server)]
+    assert protocols.count("whep") == 3, protocols
+    for viewer in viewers:
+        assert viewer.wait(30) == 0, viewer.diagnostics()
+        check_playback(json.loads(viewer.stdout_text()), 4, viewer.name)
+
+
+def ffprobe_packets(tools: Tools, url: str, seconds: float) -> list[dict]:  # type: ignore[type-arg]
+    ffprobe = tools.ffmpeg.replace("ffmpeg", "ffprobe")
+    result = subprocess.run(
+        [
+            ffprobe,
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-read_intervals",
+            f"%+{seconds}",
+            "-show_packets",
+            "-show_streams",
+            "-of",
+            "json",
+            url,
+        ],  # fmt: skip
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr.decode(errors="replace")
+    parsed = json.loads(result.stdout)
+    return [parsed]
+
+
+@pytest.mark.parametrize("codec", ["h264", "vp8"])
+def test_whip_publish_read_over_rtmp_and_hls(procs: ProcGroup, tools: Tools, codec: str) -> None:
+    server = webrtc_server(procs)
+    whip = f"{base_url(server)}/whip/{CHANNEL}"
+    publisher = procs.start(
+        "whip", peer_argv("whip", whip, "--token", KEY, "--codec", codec, "--seconds", "12")
+    )
+    wait_live(server)
+    [probe] = ffprobe_packets(tools, server.url(CHANNEL, KEY), 5)
+    streams = {s["codec_type"]: s for s in probe["streams"]}
+    assert streams["video"]["codec_name"] == "h264", streams
+    assert streams["audio"]["codec_name"] == "aac", streams
+    assert streams["audio"]["sample_rate"] == "48000"
+    if codec == "vp8":
+        assert streams["video"]["profile"] == "Constrained Baseline", streams["video"]
+    video = [p for p in probe["packets"] if p["codec_type"] == "video"]
+    assert len(video) >= 0.9 * FPS * 4, len(video)
+    keyframes = [float(p["pts_time"]) for p in video if "K" in p["flags"]]
+    assert keyframes, "no keyframe reached the RTMP reader"
+    gaps = [b - a for a, b in zip(keyframes, keyframes[1:], strict=False)]
+    assert all(gap <= 2.6 for gap in gaps), f"keyframes too far apart: {gaps}"
+
+    assert wait_until(
+        lambda: request(f"{base_url(server)}/hls/{CHANNEL}/index.m3u8").status == 200, 10, 0.2
+    )
+    [hls] = ffprobe_packets(tools, f"{base_url(server)}/hls/{CHANNEL}/index.m3u8", 2)
+    codecs = sorted(s["codec_name"] for s in hls["streams"])
+    assert codecs == ["aac", "h264"], codecs
+
+    assert publisher.wait(30) == 0, publisher.diagnostics()
+    result = json.loads(publisher.stdout_text())
+    assert result["status"] == 201 and result["connection"] == "connected", result
+    assert result["codec"] == codec.upper()
+    assert result["delete_status"] == 200
+    # DELETE ended the publish: the channel is no longer live.
+    assert wait_until(lambda: not api_channel(server, CHANNEL)["live"], 5, 0.1)
+    assert "Traceback" not in server.stderr_text(), server.diagnostics()
+
+
+def test_whip_goes_through_the_publish_callback(procs: ProcGroup) -> None:
+    backend = CallbackBackend()
+    backend.start()
+    try:
+        server = webrtc_server(
+            procs,
+            "--callback-url", backend.url,
+            "--jwt-secret", SECRET,
+            "--custom-jwt-subject", SUBJECT,
+            "--rtmp-host", RTMP_HOST,
+        )  # fmt: skip
+        backend.rtmp_port = server.port
+        whip = f"{base_url(server)}/whip/{CHANNEL}"
+        refused = run_peer("whip", whip, "--token", "bad", "--seconds", "1")
+        assert refused["status"] == 403, refused
+        [start] = backend.events("start", CHANNEL)
+        assert start.answer == 403 and start.claims["key"] == "bad"
+
+        accepted = run_peer("whip", whip, "--token", "good", "--seconds", "3")
+        assert accepted["status"] == 201 and accepted["connection"] == "connected", accepted
+        assert wait_until(lambda: bool(backend.events("stop")), 5), backend.diagnostics()
+        time.sleep(1.0)  # a duplicate stop would come now
+        [stop] = backend.events("stop")
+        good = [e for e in backend.events("start", CHANNEL) if e.answer == 200]
+        assert stop.claims["stream_id"] == good[0].stream_id
+        assert f"publishing (stream id {good[0].stream_id})" in server.stderr_text()
+    finally:
+        backend.close()
+
+
+# ---------------------------------------------------------------------------- bad input
+
+
+async def _offer(direction: str = "recvonly") -> str:
+    aiortc_hooks.install_ice_policy(aiortc_hooks.IcePolicy(addresses=("127.0.0.1",)))
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTransceiver("video", direction=direction)
+    pc.addTransceiver("audio", direction=direction)
+    await pc.setLocalDescription(await pc.createOffer())
+    sdp: str = pc.localDescription.sdp
+    await pc.close()
+    return sdp
+
+
+def test_bad_requests_get_clear_errors(procs: ProcGroup, tools: Tools) -> None:
+    server = webrtc_server(procs)
+    base = base_url(server)
+    offer = asyncio.run(_offer()).encode()
+    publish = asyncio.run(_offer("sendonly")).encode()
+
+    # Not live: 409 with Retry-After (the WHEP draft's "try again").
+    reply = request(f"{base}/whep/{CHANNEL}", "POST", offer, SDP)
+    assert reply.status == 409 and reply.headers.get("Retry-After"), reply
+    live_publisher(procs, tools, server.url(CHANNEL, KEY))
+    wait_live(server)
+
+    cases = [
+        ("garbage", f"{base}/whep/{CHANNEL}", b"\x00\xffnot sdp", SDP, 400),
+        ("huge", f"{base}/whep/{CHANNEL}", b"v=0\r\n" + b"a=x\r\n" * 40000, SDP, 413),
+        ("content type", f"{base}/whep/{CHANNEL}", offer, {"Content-Type": "text/plain"}, 415),
+        ("no content type", f"{base}/whep/{CHANNEL}", offer, {}, 415),
+        ("bad channel", f"{base}/whep/no%20spaces", offer, SDP, 400),
+        (
+            "VP8 only",
+            f"{base}/whep/{CHANNEL}",
+            offer.replace(b"H264/90000", b"VP9/90000"),
+            SDP,
+            422,
+        ),
+        ("no key", f"{base}/whip/other", publish, SDP, 401),
+        ("bad key", f"{base}/whip/other", publish, {**SDP, "Authorization": "Bearer a/b"}, 403),
+        ("recvonly", f"{base}/whip/other", offer, {**SDP, "Authorization": "Bearer x"}, 422),
+        ("taken", f"{base}/whip/{CHANNEL}", publish, {**SDP, "Authorization": "Bearer x"}, 409),
+    ]
+    for name, url, body, headers, status in cases:
+        reply = request(url, "POST", body, headers)
+        assert reply.status == status, (name, reply.status, reply.text)
+        assert reply.headers.get("Access-Control-Allow-Origin") == "*", name
+
+    # A real session; its URL is unguessable, and only its own path reaches it.
+    reply = request(f"{base}/whep/{CHANNEL}", "POST", offer, SDP)
+    assert reply.status == 201, reply.text
+    location = reply.headers["Location"]
+    assert location.startswith(f"/whep/{CHANNEL}/") and len(location.rsplit("/", 1)[1]) >= 40
+    assert candidate_hosts(reply.text) == {"127.0.0.1"}
+    token = location.rsplit("/", 1)[1]
+    frag = {"Content-Type": "application/trickle-ice-sdpfrag"}
+    for url, method in [
+        (f"{base}/whep/other/{token}", "DELETE"),
+        (f"{base}/whip/{CHANNEL}/{token}", "DELETE"),
+        (f"{base}/whep/{CHANNEL}/{'x' * 43}", "DELETE"),
+        (f"{base}/whep/{CHANNEL}/{'x' * 43}", "PATCH"),
+    ]:
+        assert request(url, method, b"", frag).status == 404, (url, method)
+    assert request(f"{base}{location}", "PATCH", b"junk", SDP).status == 415
+    good_frag = (
+        b"a=ice-ufrag:zzzz\r\na=ice-pwd:zzzzzzzzzzzzzzzzzzzzzz\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\n"
+        b"a=mid:0\r\na=candidate:1 1 udp 2130706431 127.0.0.1 9 typ host\r\n"
+    )
+    restart = request(f"{base}{location}", "PATCH", good_frag, frag)
+    assert restart.status == 422, restart.text  # a new ufrag is an ICE restart
+    wrong_etag = request(f"{base}{location}", "PATCH", b"", {**frag, "If-Match": '"nope"'})
+    assert wrong_etag.status == 412
+    assert request(f"{base}{location}", "DELETE").status == 200
+    assert request(f"{base}{location}", "DELETE").status == 404
+
+    # CORS: a preflight gets no Link; the endpoint advertises what it takes.
+    pre = request(
+        f"{base}/whep/{CHANNEL}",
+        "OPTIONS",
+        headers={"Origin": "http://example.test", "Access-Control-Request-Method": "POST"},
+    )
+    assert pre.status == 204 and "Link" not in pre.headers
+    assert "Location" in pre.headers["Access-Control-Expose-Headers"]
+    assert pre.headers["Accept-Post"] == "application/sdp"
+    assert "Traceback" not in server.stderr_text(), server.diagnostics()
+
+
+def test_half_open_sessions_are_bounded_and_expire(procs: ProcGroup, tools: Tools) -> None:
+    server = webrtc_server(
+        procs, "--webrtc-max-sessions", "12", "--webrtc-connect-timeout-seconds", "2"
+    )
+    base = base_url(server)
+    offer = asyncio.run(_offer()).encode()
+    live_publisher(procs, tools, server.url(CHANNEL, KEY))
+    wait_live(server)
+    statuses = [request(f"{base}/whep/{CHANNEL}", "POST", offer, SDP).status for _ in range(30)]
+    assert statuses.count(201) == 12 and statuses.count(503) == 18, statuses
+    assert len([s for s in api_sessions(server) if s["protocol"] == "whep"]) == 12
+    # Nobody connects: every one is closed after the connect timeout.
+    assert wait_until(
+        lambda: not [s for s in api_sessions(server) if s["protocol"] == "whep"], 8, 0.2
+    ), api_sessions(server)
+    assert server.stderr_text().count("did not connect within 2 s") == 12
+    # And a real viewer still gets in.
+    result = run_peer("whep", f"{base}/whep/{CHANNEL}", "--seconds", "3")
+    check_playback(result, 3, "after the flood")
+    assert "Traceback" not in server.stderr_text(), server.diagnostics()
+
+
+def test_per_ip_limit_counts_webrtc_sessions(procs: ProcGroup, tools: Tools) -> None:
+    server = webrtc_server(procs, "--max-ip-concurrent-connections", "2")
+    base = base_url(server)
+    offer = asyncio.run(_offer()).encode()
+    # The publisher is one connection from 127.0.0.1; one WHEP session fits, the next not.
+    live_publisher(procs, tools, server.url(CHANNEL, KEY))
+    wait_live(server)
+    assert request(f"{base}/whep/{CHANNEL}", "POST", offer, SDP).status == 201
+    refused = request(f"{base}/whep/{CHANNEL}", "POST", offer, SDP)
+    assert refused.status == 429, refused.text
