@@ -119,6 +119,10 @@ def build_document(id_max_length: int) -> dict[str, Any]:
                 },
                 "video_codec": _nullable_string("the published video codec"),
                 "audio_codec": _nullable_string("the published audio codec"),
+                "keyframe_requests": _count(
+                    "picture-loss requests (PLI/FIR) from viewers; passed to the transcoder or "
+                    "to a WHIP publisher, which can make a keyframe (an RTMP publisher cannot)"
+                ),
             },
             "The WebRTC output of one channel.",
         ),

@@ -327,6 +327,14 @@ def want_encoded_frames(receiver: RTCRtpReceiver) -> None:
     aiortc.rtcrtpreceiver.decoder_worker = _passthrough_worker
 
 
+def forget_encoded_frames(receiver: RTCRtpReceiver) -> None:
+    """Undo :func:`want_encoded_frames` for a receiver that never started (its decoder
+    thread, which would forget it on exit, never ran)."""
+    track = receiver.track
+    if track is not None:
+        _encoded_queues.pop(id(track._queue), None)  # type: ignore[attr-defined]
+
+
 def request_keyframe(receiver: RTCRtpReceiver) -> bool:
     """Send a PLI to the publisher of ``receiver``'s stream. False while no RTP has come."""
     sources = receiver.getSynchronizationSources()

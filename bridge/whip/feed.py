@@ -112,6 +112,7 @@ class ChannelFeed:
         self._last_video_pts: int | None = None
         self.video_packets = 0
         self.audio_packets = 0
+        self.keyframe_requests = 0  # PLI/FIR from viewers (aiortc would drop them)
         self.closed = False
         self._packers: dict[str, SharedPacker] = {}
 
@@ -148,6 +149,7 @@ class ChannelFeed:
     def request_keyframe(self) -> None:
         """A viewer lost a picture (PLI/FIR): a transcoder makes one, a WHIP publisher is
         asked for one; an RTMP publisher cannot be asked (the viewer waits for the next)."""
+        self.keyframe_requests += 1
         if self._video_worker is not None and self._transcoder is not None:
             self._video_worker.call(self._transcoder.request_keyframe)
             return
@@ -180,6 +182,7 @@ class ChannelFeed:
             "audio": self.audio_path,
             "video_codec": self._video_track.codec if self._video_track else None,
             "audio_codec": self._audio_track.codec if self._audio_track else None,
+            "keyframe_requests": self.keyframe_requests,
         }
 
     # ------------------------------------------------------------------ bus reader

@@ -285,6 +285,8 @@ class WhipSession(PeerSession):
             self.keyframe_requests += 1
 
     def on_close(self) -> None:
+        for receiver in (self._video_receiver, self._audio_receiver):
+            aiortc_hooks.forget_encoded_frames(receiver)
         if self._tick is not None:
             self._tick.cancel()
             self._tick = None

@@ -69,6 +69,7 @@ def test_whep_passthrough_and_transcoded(procs: ProcGroup, tools: Tools) -> None
         "audio": "aac-to-opus",
         "video_codec": "h264",
         "audio_codec": "aac",
+        "keyframe_requests": path["keyframe_requests"],
     }, path
     assert api_channel(server, CHANNEL)["readers"] == 1
     assert viewer.wait(30) == 0, viewer.diagnostics()
@@ -320,3 +321,66 @@ def test_per_ip_limit_counts_webrtc_sessions(procs: ProcGroup, tools: Tools) -> 
     assert request(f"{base}/whep/{CHANNEL}", "POST", offer, SDP).status == 201
     refused = request(f"{base}/whep/{CHANNEL}", "POST", offer, SDP)
     assert refused.status == 429, refused.text
+
+
+def whip_bytes_in(server: Server) -> int:
+    return sum(s["bytes_in"] for s in api_sessions(server) if s["protocol"] == "whip")
+
+
+def test_whip_publisher_that_vanishes_or_is_kicked_ends_its_publish(procs: ProcGroup) -> None:
+    server = webrtc_server(procs)
+    whip = f"{base_url(server)}/whip/{CHANNEL}"
+    # Killed without a DELETE: no more media, then no consent; the publish ends on its own.
+    gone = procs.start("whip-killed", peer_argv("whip", whip, "--token", KEY, "--seconds", "30"))
+    assert wait_until(lambda: whip_bytes_in(server) > 0, 15, 0.1), server.diagnostics()
+    gone.stop(sig=9)
+    started = time.monotonic()
+    assert wait_until(lambda: not api_channel(server, CHANNEL)["live"], 20, 0.2), (
+        server.diagnostics()
+    )
+    assert time.monotonic() - started < 15
+    assert "publisher sent nothing for 10 s" in server.stderr_text() or (
+        "ICE or DTLS failed" in server.stderr_text()
+    ), server.diagnostics()
+
+    # Kicked through the API: the session ends, and so does the peer's connection.
+    kicked = procs.start("whip-kicked", peer_argv("whip", whip, "--token", KEY, "--seconds", "20"))
+    assert wait_until(lambda: whip_bytes_in(server) > 0, 15, 0.1), server.diagnostics()
+    [session] = [s for s in api_sessions(server) if s["protocol"] == "whip"]
+    assert session["role"] == "publisher" and session["bytes_in"] > 0, session
+    reply = request(f"{base_url(server)}/api/v1/sessions/{session['id']}", "DELETE")
+    assert reply.status in (200, 202, 204), reply.text
+    assert wait_until(lambda: not api_channel(server, CHANNEL)["live"], 5, 0.1)
+    assert kicked.wait(30) == 0, kicked.diagnostics()
+    result = json.loads(kicked.stdout_text())
+    assert result["connection"] in ("closed", "failed"), result
+    assert "Traceback" not in server.stderr_text(), server.diagnostics()
+
+
+def test_ffmpeg_whip_muxer_publishes(procs: ProcGroup, tools: Tools) -> None:
+    """FFmpeg's own WHIP client (the muxer of FFmpeg 8+, here the imageio-ffmpeg build):
+    H.264 High (not a profile aiortc knows by itself) and Opus, read back over RTMP."""
+    server = webrtc_server(procs)
+    argv = [
+        tools.modern_ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "warning", "-re",
+        "-f", "lavfi", "-i", f"testsrc2=size=640x360:rate={FPS}",
+        "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "20",
+        "-c:v", "libx264", "-profile:v", "high", "-bf", "0", "-g", str(2 * FPS),
+        "-preset", "veryfast", "-b:v", "1M", "-c:a", "libopus", "-ar", "48000", "-ac", "2",
+        "-f", "whip", "-authorization", KEY, f"{base_url(server)}/whip/{CHANNEL}",
+    ]  # fmt: skip
+    publisher = procs.start("ffmpeg-whip", argv)
+    assert wait_until(lambda: whip_bytes_in(server) > 0, 15, 0.1), (
+        server.diagnostics() + publisher.diagnostics()
+    )
+    [probe] = ffprobe_packets(tools, server.url(CHANNEL, KEY), 4)
+    streams = {s["codec_type"]: s for s in probe["streams"]}
+    assert streams["video"]["codec_name"] == "h264" and streams["video"]["profile"] == "High"
+    assert streams["audio"]["codec_name"] == "aac"
+    video = [p for p in probe["packets"] if p["codec_type"] == "video"]
+    assert len(video) >= 0.9 * FPS * 3, len(video)
+    publisher.stop(sig=2)  # ffmpeg sends DELETE on its way out
+    assert wait_until(lambda: not api_channel(server, CHANNEL)["live"], 12, 0.1), (
+        server.diagnostics()
+    )
+    assert "Traceback" not in server.stderr_text(), server.diagnostics()

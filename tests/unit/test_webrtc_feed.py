@@ -96,6 +96,7 @@ async def test_passthrough_annexb_gop_burst_and_viewer_count(registry: Registry)
 
     feed.request_keyframe()  # passthrough: asked of the publisher (a WHIP one can)
     assert publisher.keyframe_requests == 1
+    assert feed.describe()["keyframe_requests"] == 1
     assert feed.describe()["video"] == PASSTHROUGH
 
     feed.remove(first)
