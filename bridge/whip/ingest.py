@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
 from fractions import Fraction
 from typing import Any
 
@@ -30,7 +29,6 @@ from bridge.transcode.video import EncodedVideo, VideoTranscoder
 from bridge.transcode.worker import Worker
 from bridge.whip import aiortc_hooks
 from bridge.whip.peer import PeerSession, prefer_codecs
-from bridge.whip.sdp import IceServer
 
 VIDEO_CLOCK = Fraction(1, 90000)
 KEYFRAME_INTERVAL = 2.0
@@ -51,26 +49,13 @@ class WhipSession(PeerSession):
         self,
         token: str,
         *,
-        ip: str,
-        channel: str,
         key: str,
         stream_id: str,
-        servers: Sequence[IceServer],
-        on_closed: Callable[[PeerSession], None],
         registry: Registry,
         auth: PublishCallback,
-        log_requests: bool = True,
-        connect_timeout: float = 15.0,
+        **common: Any,
     ) -> None:
-        super().__init__(
-            token,
-            ip=ip,
-            channel=channel,
-            servers=servers,
-            on_closed=on_closed,
-            log_requests=log_requests,
-            connect_timeout=connect_timeout,
-        )
+        super().__init__(token, **common)
         self.role = PUBLISHER
         self.key = key
         self.stream_id = stream_id

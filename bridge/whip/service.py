@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from typing import Any
 
 from aiohttp import web
 from aiortc.sdp import candidate_from_sdp
@@ -176,7 +177,21 @@ class WebRtcService:
         }
         return web.Response(status=201, body=answer.encode(), content_type=SDP, headers=headers)
 
-    async def _negotiate(self, session: PeerSession, offer: str) -> str:
+    def _session_args(self, ip: str, channel: str) -> dict[str, Any]:
+        """What every session is built with, WHIP or WHEP."""
+        return {
+            "ip": ip,
+            "channel": channel,
+            "servers": self._servers,
+            "on_closed": self._closed,
+            "log_requests": self.config.log_requests,
+            "connect_timeout": self.config.webrtc_connect_timeout_seconds,
+        }
+
+    async def _open(self, session: PeerSession, offer: str) -> str:
+        """Register ``session`` and answer its offer (it closes itself if that fails)."""
+        self.sessions[session.id] = session
+        self.services.sessions.add(session)
         try:
             return await asyncio.wait_for(session.answer(offer), 10.0)
         except TimeoutError:
@@ -217,19 +232,10 @@ class WebRtcService:
         if refused is not None:
             return refused
         session = WhepSession(
-            session_url_token(),
-            ip=ip,
-            channel=channel,
-            servers=self._servers,
-            on_closed=self._closed,
-            feed_for=self._feed_for,
-            log_requests=self.config.log_requests,
-            connect_timeout=self.config.webrtc_connect_timeout_seconds,
+            session_url_token(), feed_for=self._feed_for, **self._session_args(ip, channel)
         )
-        self.sessions[session.id] = session
-        self.services.sessions.add(session)
         try:
-            answer = await self._negotiate(session, offer)
+            answer = await self._open(session, offer)
         except SdpError as exc:
             return _error(exc.status, str(exc))
         return self._created(session, "whep", answer)
@@ -270,21 +276,14 @@ class WebRtcService:
             self.services.sessions.remove(placeholder)
         session = WhipSession(
             token,
-            ip=ip,
-            channel=channel,
             key=key,
             stream_id=stream_id,
-            servers=self._servers,
-            on_closed=self._closed,
             registry=registry,
             auth=self.services.auth,
-            log_requests=self.config.log_requests,
-            connect_timeout=self.config.webrtc_connect_timeout_seconds,
+            **self._session_args(ip, channel),
         )
-        self.sessions[session.id] = session
-        self.services.sessions.add(session)
         try:
-            answer = await self._negotiate(session, offer)
+            answer = await self._open(session, offer)
         except SdpError as exc:
             return _error(exc.status, str(exc))
         try:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from typing import Any
 
 import av
 
@@ -10,7 +11,6 @@ from bridge.sessions import PLAYER
 from bridge.whip import aiortc_hooks
 from bridge.whip.feed import ChannelFeed
 from bridge.whip.peer import PeerSession, prefer_codecs
-from bridge.whip.sdp import IceServer
 from bridge.whip.tracks import PacketTrack
 
 
@@ -21,23 +21,10 @@ class WhepSession(PeerSession):
         self,
         token: str,
         *,
-        ip: str,
-        channel: str,
-        servers: Sequence[IceServer],
-        on_closed: Callable[[PeerSession], None],
         feed_for: Callable[[str], ChannelFeed],
-        log_requests: bool = True,
-        connect_timeout: float = 15.0,
+        **common: Any,
     ) -> None:
-        super().__init__(
-            token,
-            ip=ip,
-            channel=channel,
-            servers=servers,
-            on_closed=on_closed,
-            log_requests=log_requests,
-            connect_timeout=connect_timeout,
-        )
+        super().__init__(token, **common)
         self.role = PLAYER
         self._feed_for = feed_for
         self.feed: ChannelFeed | None = None
