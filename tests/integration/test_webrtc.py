@@ -204,7 +204,7 @@ def test_whip_goes_through_the_publish_callback(procs: ProcGroup) -> None:
 # ---------------------------------------------------------------------------- bad input
 
 
-async def _offer(direction: str = "recvonly") -> str:
+async def make_offer(direction: str = "recvonly") -> str:
     aiortc_hooks.install_ice_policy(aiortc_hooks.IcePolicy(addresses=("127.0.0.1",)))
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     pc.addTransceiver("video", direction=direction)
@@ -218,8 +218,8 @@ async def _offer(direction: str = "recvonly") -> str:
 def test_bad_requests_get_clear_errors(procs: ProcGroup, tools: Tools) -> None:
     server = webrtc_server(procs)
     base = base_url(server)
-    offer = asyncio.run(_offer()).encode()
-    publish = asyncio.run(_offer("sendonly")).encode()
+    offer = asyncio.run(make_offer()).encode()
+    publish = asyncio.run(make_offer("sendonly")).encode()
 
     # Not live: 409 with Retry-After (the WHEP draft's "try again").
     reply = request(f"{base}/whep/{CHANNEL}", "POST", offer, SDP)
@@ -294,7 +294,7 @@ def test_half_open_sessions_are_bounded_and_expire(procs: ProcGroup, tools: Tool
         procs, "--webrtc-max-sessions", "12", "--webrtc-connect-timeout-seconds", "2"
     )
     base = base_url(server)
-    offer = asyncio.run(_offer()).encode()
+    offer = asyncio.run(make_offer()).encode()
     live_publisher(procs, tools, server.url(CHANNEL, KEY))
     wait_live(server)
     statuses = [request(f"{base}/whep/{CHANNEL}", "POST", offer, SDP).status for _ in range(30)]
@@ -314,7 +314,7 @@ def test_half_open_sessions_are_bounded_and_expire(procs: ProcGroup, tools: Tool
 def test_per_ip_limit_counts_webrtc_sessions(procs: ProcGroup, tools: Tools) -> None:
     server = webrtc_server(procs, "--max-ip-concurrent-connections", "2")
     base = base_url(server)
-    offer = asyncio.run(_offer()).encode()
+    offer = asyncio.run(make_offer()).encode()
     # The publisher is one connection from 127.0.0.1; one WHEP session fits, the next not.
     live_publisher(procs, tools, server.url(CHANNEL, KEY))
     wait_live(server)

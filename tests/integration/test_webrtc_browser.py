@@ -22,7 +22,7 @@ import pytest
 from tests.browser import CHROMIUM, Browser, Page, chromium_available
 
 from .helpers import ProcGroup, Tools, wait_until
-from .test_webrtc import CHANNEL, KEY, ffprobe_packets, wait_live
+from .test_webrtc import CHANNEL, KEY, ffprobe_packets, make_offer, wait_live
 from .webrtc_helpers import FPS, api_channel, base_url, live_publisher, request, webrtc_server
 
 pytestmark = [
@@ -218,3 +218,34 @@ async def test_fake_camera_publishes_over_whip(
             print(browser.diagnostics())
             raise
     assert "Traceback" not in server.stderr_text(), server.diagnostics()
+
+
+async def test_play_page_falls_back_to_ll_hls(
+    procs: ProcGroup, tools: Tools, tmp_path: Path
+) -> None:
+    # One WebRTC session at most, taken by a client that never connects: the page's WHEP
+    # POST gets 503, and it plays the channel over LL-HLS instead.
+    server = webrtc_server(procs, "--webrtc-max-sessions", "1", "--hls-segment-seconds", "1")
+    base = base_url(server)
+    live_publisher(procs, tools, server.url(CHANNEL, KEY), seconds=60)
+    await asyncio.to_thread(wait_live, server)
+    offer = await make_offer()
+    taken = await asyncio.to_thread(
+        request,
+        f"{base}/whep/{CHANNEL}",
+        "POST",
+        offer.encode(),
+        {"Content-Type": "application/sdp"},
+    )
+    assert taken.status == 201, taken.text
+    async with Browser.launch(tmp_path) as browser:
+        try:
+            play = await browser.open(f"{base}/play.html?channel={CHANNEL}")
+            await play.wait_for(
+                "window.bridgeStats.mode === 'hls.js' && window.bridgeStats.playing", timeout=20
+            )
+            reason = await play.evaluate("window.bridgeStats.fallbackReason")
+            assert reason and "503" in reason, reason
+        except BaseException:
+            print(browser.diagnostics())
+            raise
