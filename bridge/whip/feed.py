@@ -47,6 +47,9 @@ GOP_MAX_PACKETS = 600
 class Viewer(Protocol):
     """What the feed needs from one WHEP session."""
 
+    def start_video(self, packets: list[tuple[av.Packet, bool]]) -> None:
+        """A new viewer's catch-up: the GOP so far, to be sent faster than real time."""
+
     def send_video(self, packet: av.Packet, keyframe: bool) -> None: ...
 
     def send_audio(self, packet: av.Packet) -> None: ...
@@ -109,6 +112,7 @@ class ChannelFeed:
         self._gop_bytes = 0
         self._gop_overflow = False
         self._drain_scheduled = False
+        self._catch_up: list[tuple[av.Packet, bool]] | None = None
         self._last_video_pts: int | None = None
         self.video_packets = 0
         self.audio_packets = 0
@@ -129,10 +133,18 @@ class ChannelFeed:
 
     def add(self, viewer: Viewer) -> None:
         self.viewers.append(viewer)
-        for packet in self._gop:
-            viewer.send_video(packet, packet.is_keyframe)
+        if self._gop:
+            viewer.start_video([(packet, packet.is_keyframe) for packet in self._gop])
         if self.reader is None:
             self.reader = self.registry.attach(self.channel, self, None, internal=True)
+            if self.reader is not None:
+                # The bus hands the new reader its GOP cache: convert it now and give it to
+                # the first viewer as its catch-up burst, like later viewers get the feed's.
+                self._catch_up = []
+                self._drain()
+                catch_up, self._catch_up = self._catch_up, None
+                if catch_up:
+                    viewer.start_video(catch_up)
         if self.reader is not None:
             self.reader.stream.relayed_viewers += 1
 
@@ -311,6 +323,9 @@ class ChannelFeed:
         self._last_video_pts = packet.pts if packet.pts is not None else 0
         self._remember(packet, keyframe)
         self.video_packets += 1
+        if self._catch_up is not None:
+            self._catch_up.append((packet, keyframe))
+            return
         for viewer in self.viewers:
             viewer.send_video(packet, keyframe)
 

@@ -16,6 +16,10 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 # A viewer this far behind is not keeping up (a stalled network path): it skips ahead.
 MAX_QUEUED = 600
 MAX_QUEUED_BYTES = 24 * 1024 * 1024
+# A new viewer's cached GOP goes out faster than real time, but not all at once: a 2 s GOP
+# of 3 Mbps sent in one go would overflow router buffers on a real path, and the lost
+# packets would be older than aiortc's retransmission history. The keyframe is not held.
+BURST_BYTES_PER_SECOND = 2_500_000  # 20 Mbit/s
 
 
 class PacketTrack(MediaStreamTrack):
@@ -35,6 +39,17 @@ class PacketTrack(MediaStreamTrack):
         self.dropped = 0
         self.sent = 0
         self.bytes_sent = 0
+        self._burst_left = 0  # packets at the head of the queue that are the catch-up burst
+        self._burst_bytes = 0
+        self._burst_started = 0.0
+
+    def burst(self, packets: list[tuple[av.Packet, bool]]) -> None:
+        """Queue the catch-up packets a new viewer starts with, to be sent paced."""
+        before = len(self._queue)
+        for packet, keyframe in packets:
+            self.offer(packet, keyframe)
+        self._burst_left = len(self._queue) - before if not before else 0
+        self._burst_bytes = 0
 
     def offer(self, packet: av.Packet, keyframe: bool) -> None:
         if self.readyState != "live":
@@ -49,6 +64,7 @@ class PacketTrack(MediaStreamTrack):
             self.dropped += len(self._queue) + 1
             self._queue.clear()
             self._bytes = 0
+            self._burst_left = 0
             if self.kind == "video" and not keyframe:
                 self.waiting_key = True
                 return
@@ -74,11 +90,28 @@ class PacketTrack(MediaStreamTrack):
                 self._waiter = None
         if self.readyState != "live":
             raise MediaStreamError
+        if self._burst_left:
+            await self._pace()
+            if not self._queue or self.readyState != "live":
+                raise MediaStreamError
         packet = self._queue.popleft()
         self._bytes -= packet.size
         self.sent += 1
         self.bytes_sent += packet.size
         return packet
+
+    async def _pace(self) -> None:
+        loop = asyncio.get_running_loop()
+        if not self._burst_bytes:
+            self._burst_started = loop.time()
+        else:
+            due = self._burst_started + self._burst_bytes / BURST_BYTES_PER_SECOND
+            delay = due - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        self._burst_left -= 1
+        if self._queue:
+            self._burst_bytes += self._queue[0].size
 
     def stop(self) -> None:
         super().stop()

@@ -24,7 +24,12 @@ class Viewer:
     def __init__(self) -> None:
         self.video: list[tuple[av.Packet, bool]] = []
         self.audio: list[av.Packet] = []
+        self.burst: list[tuple[av.Packet, bool]] = []
         self.ended = 0
+
+    def start_video(self, packets: list[tuple[av.Packet, bool]]) -> None:
+        self.burst = list(packets)
+        self.video.extend(packets)
 
     def send_video(self, packet: av.Packet, keyframe: bool) -> None:
         self.video.append((packet, keyframe))
@@ -74,8 +79,9 @@ async def test_passthrough_annexb_gop_burst_and_viewer_count(registry: Registry)
     first = Viewer()
     feed.add(first)
     await settle()
-    # The bus's GOP cache reached the first viewer at once, converted.
+    # The bus's GOP cache reached the first viewer at once, converted, as its burst.
     assert [k for _, k in first.video] == [True, False, False]
+    assert first.burst == first.video
     assert feed.video_path == PASSTHROUGH
     packet, _ = first.video[0]
     nals = h264.split_annexb(bytes(packet))
@@ -89,6 +95,7 @@ async def test_passthrough_annexb_gop_burst_and_viewer_count(registry: Registry)
     second = Viewer()
     feed.add(second)
     assert [p for p, _ in second.video] == [p for p, _ in first.video]
+    assert second.burst == second.video
     assert stream.viewers == 2
     stream.push(unit(track, 99, keyframe=False))
     await settle()
@@ -207,3 +214,22 @@ async def test_track_recv_waits_and_wakes() -> None:
     track.stop()
     with pytest.raises(MediaStreamError):
         await asyncio.wait_for(pending, 1)
+
+
+async def test_burst_is_paced_but_the_keyframe_is_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tracks, "BURST_BYTES_PER_SECOND", 100_000)
+    track = PacketTrack("video")
+    track.burst([(packet(5000), True), (packet(5000), False), (packet(5000), False)])
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    await track.recv()
+    assert loop.time() - start < 0.02, "the keyframe goes at once"
+    await track.recv()
+    await track.recv()
+    # 10 kB before the third packet at 100 kB/s: 0.1 s.
+    assert 0.08 <= loop.time() - start < 0.3
+    live = packet()
+    track.offer(live, False)
+    start = loop.time()
+    assert await track.recv() is live
+    assert loop.time() - start < 0.02, "live packets are not paced"
