@@ -11,8 +11,10 @@ aiortc 1.16 has no public API for what a media server needs:
   wants the depacketised frames (H.264 Annex-B, VP8, Opus) as they came.
 - **Keyframe requests**: in passthrough (a track that returns ``av.Packet``) aiortc drops
   PLI and FIR from viewers without telling anyone.
-- **Shared packetisation**: N viewers of one channel would each split the same access unit
-  into the same RTP payloads.
+- **Sending pre-encoded packets**: N viewers of one channel would each split the same access
+  unit into the same RTP payloads, and aiortc spends most of a viewer's CPU on per-packet
+  Python (building a packet object, four nested awaits). Viewers share the split, and a
+  tighter send loop builds each frame's header once.
 
 ``tests/unit/test_aiortc_hooks.py`` checks every hook against the pinned aiortc, so an
 upgrade that moves these internals fails loudly there rather than silently in production.
@@ -25,6 +27,7 @@ import ipaddress
 import logging
 import random
 import socket
+import struct
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -39,10 +42,14 @@ import ifaddr
 from aioice import Candidate
 from aioice.candidate import candidate_foundation, candidate_priority
 from aioice.mdns import is_mdns_hostname
+from aiortc import clock
 from aiortc.codecs import get_encoder
+from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
-from aiortc.rtcrtpsender import RTCRtpSender
+from aiortc.rtcrtpsender import RTCRtpSender, random_sequence_number
+from aiortc.rtp import RTP_HISTORY_SIZE, HeaderExtensions
+from aiortc.utils import random32
 
 log = logging.getLogger("bridge.webrtc")
 
@@ -394,19 +401,110 @@ class SharedPacker:
         raise TypeError("SharedPacker only packs pre-encoded packets")
 
 
-def sending_codec(pc: Any, sender: RTCRtpSender) -> RTCRtpCodecParameters | None:
-    """The codec ``sender`` sends with, once negotiated (aiortc keeps it private)."""
-    for transceiver in pc.getTransceivers():
-        if transceiver.sender is sender and transceiver._codecs:
-            codec: RTCRtpCodecParameters = transceiver._codecs[0]
-            return codec
-    return None
+class _Sent:
+    """A sent RTP packet as aiortc's NACK handling reads it from the sender's history
+    (``_retransmit``: sequence number, then ``wrap_rtx`` or ``serialize``)."""
+
+    __slots__ = ("sequence_number", "marker", "timestamp", "payload", "csrc", "extensions", "_head")
+
+    def __init__(
+        self, seq: int, marker: int, timestamp: int, payload: bytes, extensions: Any, head: bytes
+    ) -> None:
+        self.sequence_number = seq
+        self.marker = marker
+        self.timestamp = timestamp
+        self.payload = payload
+        self.csrc: list[int] = []
+        self.extensions = extensions
+        self._head = head
+
+    def serialize(self, extensions_map: Any = None) -> bytes:
+        return self._head + self.payload
 
 
-def use_packer(sender: RTCRtpSender, packer: SharedPacker) -> None:
-    """Make ``sender`` packetise with ``packer`` (it only fetches its own encoder when it has
-    none, so setting it before the first frame is enough)."""
-    sender._RTCRtpSender__encoder = packer  # type: ignore[attr-defined]
+async def _send_packets(
+    sender: RTCRtpSender,
+    packer_for: Callable[[RTCRtpCodecParameters], SharedPacker],
+    codec: RTCRtpCodecParameters,
+) -> None:
+    """aiortc's ``RTCRtpSender._run_rtp`` for pre-encoded packets, without its per-packet
+    Python: the header and extensions are built once per frame, each packet only gets its
+    sequence number and marker, then SRTP and ``sendto``. Same wire format, same RTCP
+    sender-report counters and NACK history (so aiortc's RTCP side keeps working)."""
+    private = "_RTCRtpSender__"
+    getattr(sender, private + "rtp_started").set()
+    history: dict[int, Any] = getattr(sender, private + "rtp_history")
+    extensions_map = getattr(sender, private + "rtp_header_extensions_map")
+    mid = getattr(sender, private + "mid")
+    track = sender.track
+    packer = packer_for(codec)
+    payload_type = codec.payloadType or 0
+    ssrc = sender._ssrc
+    sequence = random_sequence_number()
+    origin = random32()
+    dtls = sender.transport
+    try:
+        while True:
+            packet = await track.recv()
+            if not sender._enabled or not isinstance(packet, av.Packet):
+                continue
+            payloads, rtp_time = packer.pack(packet)
+            if not payloads:
+                continue
+            timestamp = (origin + rtp_time) & 0xFFFFFFFF
+            extensions = HeaderExtensions()
+            extensions.abs_send_time = (clock.current_ntp_time() >> 14) & 0x00FFFFFF
+            extensions.mid = mid
+            profile, value = extensions_map.set(extensions)
+            tail = struct.pack("!LL", timestamp, ssrc)
+            if value:
+                tail += struct.pack("!HH", profile, len(value) >> 2) + value
+            first = 0x90 if value else 0x80
+            pair = dtls.transport._connection._nominated.get(1)
+            if dtls.state != "connected" or pair is None:
+                raise ConnectionError("not connected")
+            protect = dtls._tx_srtp.protect
+            sendto = pair.protocol.transport.sendto
+            address = pair.remote_addr
+            last = len(payloads) - 1
+            octets = 0
+            for index, payload in enumerate(payloads):
+                marker = 1 if index == last else 0
+                head = struct.pack("!BBH", first, (marker << 7) | payload_type, sequence) + tail
+                history[sequence % RTP_HISTORY_SIZE] = _Sent(
+                    sequence, marker, timestamp, payload, extensions, head
+                )
+                sendto(protect(head + payload), address)
+                octets += len(payload)
+                sequence = (sequence + 1) & 0xFFFF
+            setattr(sender, private + "ntp_timestamp", clock.current_ntp_time())
+            setattr(sender, private + "rtp_timestamp", timestamp)
+            setattr(
+                sender, private + "octet_count", getattr(sender, private + "octet_count") + octets
+            )
+            count = getattr(sender, private + "packet_count") + len(payloads)
+            setattr(sender, private + "packet_count", count)
+    except (asyncio.CancelledError, ConnectionError, MediaStreamError):
+        pass
+    except Exception:
+        log.exception("RTP sender failed")
+    finally:
+        if track is not None:
+            track.stop()
+        getattr(sender, private + "rtp_exited").set()
+
+
+def send_packets_directly(
+    sender: RTCRtpSender, packer_for: Callable[[RTCRtpCodecParameters], SharedPacker]
+) -> None:
+    """Make ``sender`` (whose track returns ``av.Packet``) send through
+    :func:`_send_packets`, packetising with ``packer_for(codec)``: about a quarter of
+    aiortc's CPU per packet. Call before the connection starts (``send`` starts the loop)."""
+
+    def run(codec: RTCRtpCodecParameters) -> Any:
+        return _send_packets(sender, packer_for, codec)
+
+    sender._run_rtp = run  # type: ignore[method-assign]
 
 
 # --------------------------------------------------------------------------- codecs
@@ -485,4 +583,6 @@ def check_hooks() -> HookCheck:
     )
     r["RTCRtpReceiver._send_rtcp_pli"] = hasattr(RTCRtpReceiver, "_send_rtcp_pli")
     r["RTCRtpSender._send_keyframe"] = hasattr(RTCRtpSender, "_send_keyframe")
+    r["RTCRtpSender._run_rtp"] = hasattr(RTCRtpSender, "_run_rtp")
+    r["RTCRtpSender._retransmit"] = hasattr(RTCRtpSender, "_retransmit")
     return check

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import av
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from bridge.sessions import PLAYER
 from bridge.whip import aiortc_hooks
@@ -38,20 +39,23 @@ class WhepSession(PeerSession):
         self._video_sender = video.sender
         self._audio_sender = audio.sender
         aiortc_hooks.on_keyframe_request(video.sender, self._keyframe_requested)
+        for sender in (video.sender, audio.sender):
+            aiortc_hooks.send_packets_directly(sender, self._packer)
 
     @property
     def bytes_out(self) -> int:
         return self.video.bytes_sent + self.audio.bytes_sent
 
     def on_connected(self) -> None:
-        feed = self.feed = self._feed_for(self.channel)
+        self.feed = self._feed_for(self.channel)
+        self.feed.add(self)
+
+    def _packer(self, codec: RTCRtpCodecParameters) -> aiortc_hooks.SharedPacker:
         # Every viewer of the channel packs the same packets: share the RTP payload split.
-        # (aiortc takes its packer at the first frame, which only comes after ``add``.)
-        for sender in (self._video_sender, self._audio_sender):
-            codec = aiortc_hooks.sending_codec(self.pc, sender)
-            if codec is not None:
-                aiortc_hooks.use_packer(sender, feed.packer(codec))
-        feed.add(self)
+        # (aiortc starts sending after ``on_connected``, so the feed exists by then.)
+        if self.feed is not None:
+            return self.feed.packer(codec)
+        return aiortc_hooks.SharedPacker(codec)
 
     def on_close(self) -> None:
         feed, self.feed = self.feed, None
@@ -66,6 +70,9 @@ class WhepSession(PeerSession):
             self.feed.request_keyframe()
 
     # feed.Viewer
+    def start_video(self, packets: list[tuple[av.Packet, bool]]) -> None:
+        self.video.burst(packets)
+
     def send_video(self, packet: av.Packet, keyframe: bool) -> None:
         self.video.offer(packet, keyframe)
 

@@ -279,3 +279,60 @@ def test_extra_h264_profiles_negotiable() -> None:
     ]
     assert len(profiles) == len(set(profiles))
     assert {"42e01f", "640c1f", "4d001f"} <= set(profiles)
+
+
+async def test_direct_sender_delivers_frames_and_keeps_aiortc_bookkeeping(
+    pair: tuple[RTCPeerConnection, RTCPeerConnection],
+) -> None:
+    from bridge.whip.tracks import PacketTrack
+
+    sender_pc, receiver_pc = pair
+    track = PacketTrack("video")
+    sending = sender_pc.addTransceiver(track, direction="sendonly")
+    prefer_codecs(sending, ["h264"])
+    packers: list[aiortc_hooks.SharedPacker] = []
+
+    def packer_for(codec):  # type: ignore[no-untyped-def]
+        packers.append(aiortc_hooks.SharedPacker(codec))
+        return packers[-1]
+
+    aiortc_hooks.send_packets_directly(sending.sender, packer_for)
+    receiving = receiver_pc.addTransceiver("video", direction="recvonly")
+    await sender_pc.setLocalDescription(await sender_pc.createOffer())
+    await receiver_pc.setRemoteDescription(sender_pc.localDescription)
+    aiortc_hooks.want_encoded_frames(receiving.receiver)
+    await receiver_pc.setLocalDescription(await receiver_pc.createAnswer())
+    await sender_pc.setRemoteDescription(receiver_pc.localDescription)
+    await _wait(lambda: sender_pc.connectionState == "connected")
+
+    sps, pps = bytes.fromhex("6742c01e9a660280"), bytes.fromhex("68ce3c80")
+    sent = []
+    for index in range(6):
+        nal = bytes([0x65 if index == 0 else 0x41]) + bytes([index]) * (4000 if index == 0 else 300)
+        nals = [sps, pps, nal] if index == 0 else [nal]
+        data = b"".join(h264.START_CODE + n for n in nals)
+        packet = av.Packet(data)
+        packet.pts = index * 3000
+        packet.time_base = fractions.Fraction(1, 90000)
+        sent.append(data)
+        track.offer(packet, index == 0)
+        await asyncio.sleep(0.01)
+    received = []
+    for _ in range(5):  # aiortc's jitter buffer holds the last frame until the next one
+        frame = await asyncio.wait_for(receiving.receiver.track.recv(), 5)
+        received.append(frame)
+    assert [f.data for f in received] == sent[:5]
+    assert [f.timestamp for f in received] == [i * 3000 for i in range(5)]
+    assert packers and packers[0].misses == 6
+
+    # aiortc's RTCP side still reads what the direct loop wrote: sender reports count the
+    # packets, and a NACK finds the packet in the history and sends it again.
+    stats = await sending.sender.getStats()
+    outbound = next(s for s in stats.values() if s.type == "outbound-rtp")
+    assert outbound.packetsSent >= 8  # the 4 kB keyframe alone is 4 FU-A packets
+    history = sending.sender._RTCRtpSender__rtp_history  # type: ignore[attr-defined]
+    first = min(history.values(), key=lambda p: p.timestamp)
+    before = sending.sender.transport._RTCDtlsTransport__tx_packets  # type: ignore[attr-defined]
+    await sending.sender._retransmit(first.sequence_number)
+    after = sending.sender.transport._RTCDtlsTransport__tx_packets  # type: ignore[attr-defined]
+    assert after == before + 1
