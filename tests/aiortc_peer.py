@@ -16,10 +16,12 @@ For the benchmark, a WHEP run can be made cheap and timed (all optional):
 - ``--frame-log PATH``: one line per event, with ``time.monotonic()`` (the same clock in
   every process of the machine), flushed every half second:
   ``post|answer|connected I T``, ``frame I T SIZE`` (a video frame out of ``recv()``) and
-  ``rtp I T_FIRST T_LAST RTP_TS SIZE KEY`` (a video frame's packets as they reached the
-  receiver: its first and its last (marker) packet, the raw RTP timestamp, the Annex-B size
-  and 1 for a keyframe). aiortc's jitter buffer only releases a frame when the next one's
-  first packet arrives, so ``T_LAST`` is the time a frame was complete, not ``frame``'s.
+  ``rtp I T_FIRST T_LAST RTP_TS SIZE KEY T_SENT`` (a video frame's packets as they reached
+  the receiver: its first and its last (marker) packet, the raw RTP timestamp, the Annex-B
+  size, 1 for a keyframe, and when the sender stamped the marker packet, from its
+  abs-send-time header extension, on the same monotonic clock, or ``-`` without one).
+  aiortc's jitter buffer only releases a frame when the next one's first packet arrives, so
+  ``T_LAST`` is the time a frame was complete, not ``frame``'s.
 """
 
 from __future__ import annotations
@@ -132,7 +134,7 @@ def _time_video_packets(receiver: RTCRtpReceiver, log: FrameLog, index: int) -> 
     pending: dict[int, list[Any]] = {}  # RTP timestamp -> [first arrival, size, keyframe]
 
     async def timed(packet: Any, arrival_time_ms: int) -> None:
-        now = time.monotonic()
+        now, wall = time.monotonic(), time.time()
         await original(packet, arrival_time_ms)
         data = getattr(packet, "_data", None)  # set by the depayloader; RTX copies have none
         if data is None:
@@ -146,9 +148,26 @@ def _time_video_packets(receiver: RTCRtpReceiver, log: FrameLog, index: int) -> 
         state[2] = state[2] or _has_keyframe(data)
         if packet.marker:
             del pending[packet.timestamp]
-            log.write("rtp", index, state[0], now, packet.timestamp, state[1], int(state[2]))
+            sent = _sent_at(packet.extensions.abs_send_time, now, wall)
+            log.write("rtp", index, state[0], now, packet.timestamp, state[1], int(state[2]), sent)
 
     receiver._handle_rtp_packet = timed  # type: ignore[method-assign]
+
+
+NTP_UNIX = 2_208_988_800  # seconds from 1900 (NTP) to 1970 (Unix)
+
+
+def _sent_at(abs_send_time: int | None, now: float, wall: float) -> float | str:
+    """The sender's time for a packet, on this process's monotonic clock (``now`` and
+    ``wall``: when it arrived, on both clocks). abs-send-time is NTP seconds modulo 64 in 6.18
+    fixed point; sender and receiver share the machine's wall clock here, so the difference
+    is the packet's one-way delay."""
+    if abs_send_time is None:
+        return "-"
+    delay = ((wall + NTP_UNIX) % 64 - abs_send_time / (1 << 18)) % 64
+    if delay > 32:  # stamped "after" it arrived: clock steps, rounding; call it 0
+        delay = 0.0
+    return now - delay
 
 
 async def whep(
