@@ -73,13 +73,11 @@ class WhipSession(PeerSession):
         self._tick: asyncio.TimerHandle | None = None
         self._bytes_in = 0
         self._video_track: Track | None = None
-        self._audio_track: Track | None = None
         self._sps: bytes | None = None
         self._pps: bytes | None = None
         self._video_worker: Worker[Any, EncodedVideo] | None = None
         self._audio_worker: Worker[Any, EncodedAudio] | None = None
-        self._audio_config = b""
-        self._origin: float | None = None  # wall clock of the first frame of either kind
+        self._origin: float | None = None  # when the first frame of either kind came
         self._offsets: dict[str, int] = {}
         self._last_keyframe = 0.0
         self._last_pli = 0.0

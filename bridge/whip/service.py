@@ -196,7 +196,9 @@ class WebRtcService:
             return await asyncio.wait_for(session.answer(offer), 10.0)
         except TimeoutError:
             session.close("answering the offer took too long")
-            raise SdpError(503, "the server could not answer in time") from None
+            raise web.HTTPServiceUnavailable(
+                text="the server could not answer in time\n", headers={**CORS, "Retry-After": "5"}
+            ) from None
         except Exception as exc:  # aiortc raises ValueError/OperationError/... on offers
             session.close(f"offer refused: {exc}")
             raise SdpError(422, f"the offer cannot be answered: {exc}") from None
