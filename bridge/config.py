@@ -283,8 +283,8 @@ SETTINGS: tuple[Setting, ...] = (
         "WEBRTC_ICE_SERVERS",
         "",
         _ice_servers,
-        "STUN/TURN servers for the server and its WebRTC clients (Link headers): comma "
-        "separated URL or URL|USERNAME|CREDENTIAL (empty = none, fine on reachable hosts)",
+        "STUN/TURN servers WHIP/WHEP clients are told to use (Link headers): comma "
+        "separated URL or URL|USERNAME|CREDENTIAL (empty = none)",
     ),
     Setting(
         "WEBRTC_CONNECT_TIMEOUT_SECONDS",

@@ -114,16 +114,11 @@ class PolicyConnection(aioice.ice.Connection):
         self._local_candidates_start = True
         policy = _policy
         addresses = local_addresses(policy) if self.transport_policy_all else []
+        # Host candidates only: the server runs without STUN or TURN (bridge.whip.peer).
         for component in self._components:
-            hosts, protocols = await _bind_host_candidates(self, component, addresses, policy)
-            self._local_candidates += hosts
-            if self.stun_server:
-                self._local_candidates += await _reflexive(protocols, self.stun_server)
-            # With no addresses, aioice's own gathering only connects to the TURN server.
-            if self.turn_server:
-                self._local_candidates += await self.get_component_candidates(
-                    component=component, addresses=[]
-                )
+            self._local_candidates += await _bind_host_candidates(
+                self, component, addresses, policy
+            )
         self._local_candidates_end = True
 
     @property
@@ -160,26 +155,11 @@ class PolicyConnection(aioice.ice.Connection):
         super().check_incoming(message, addr, protocol)
 
 
-async def _reflexive(protocols: Sequence[Any], stun_server: tuple[str, int]) -> list[Candidate]:
-    tasks = [
-        asyncio.create_task(aioice.ice.server_reflexive_candidate(protocol, stun_server))
-        for protocol in protocols
-        if ipaddress.ip_address(protocol.local_candidate.host).version == 4
-    ]
-    if not tasks:
-        return []
-    done, pending = await asyncio.wait(tasks, timeout=5)
-    for task in pending:
-        task.cancel()
-    return [task.result()[0] for task in done if task.exception() is None]
-
-
 async def _bind_host_candidates(
     connection: PolicyConnection, component: int, addresses: Sequence[str], policy: IcePolicy
-) -> tuple[list[Candidate], list[Any]]:
+) -> list[Candidate]:
     loop = asyncio.get_running_loop()
     candidates: list[Candidate] = []
-    protocols: list[Any] = []
     for address in addresses:
         bound = await _bind(loop, connection, address, policy.ports)
         if bound is None:
@@ -199,7 +179,6 @@ async def _bind_host_candidates(
             type="host",
         )
         connection._protocols.append(protocol)
-        protocols.append(protocol)
         candidates.append(protocol.local_candidate)
         for public in policy.public_ips:
             if ipaddress.ip_address(public).version != ipaddress.ip_address(host).version:
@@ -217,7 +196,7 @@ async def _bind_host_candidates(
                     type="host",
                 )
             )
-    return candidates, protocols
+    return candidates
 
 
 async def _bind(

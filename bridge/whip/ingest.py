@@ -32,9 +32,11 @@ from bridge.whip.peer import PeerSession, prefer_codecs
 
 VIDEO_CLOCK = Fraction(1, 90000)
 KEYFRAME_INTERVAL = 2.0
+# Ask for a keyframe this long after the last one, so that one comes within the interval.
+KEYFRAME_ASK_AFTER = 1.7
 # A publisher that sends no media for this long after connecting is gone.
 MEDIA_TIMEOUT = 10.0
-TICK = 0.5
+TICK = 0.25
 
 
 def vp8_keyframe(frame: bytes) -> bool:
@@ -252,7 +254,7 @@ class WhipSession(PeerSession):
             return
         # RTMP and HLS readers start on keyframes; a browser sends one only when asked.
         if (
-            now - self._last_keyframe >= KEYFRAME_INTERVAL
+            now - self._last_keyframe >= KEYFRAME_ASK_AFTER
             and now - self._last_pli >= KEYFRAME_INTERVAL / 2
             and aiortc_hooks.request_keyframe(self._video_receiver)
         ):

@@ -12,12 +12,11 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 
 from bridge.logs import SessionLog
-from bridge.whip.sdp import IceServer
 
 log = logging.getLogger("bridge.webrtc")
 
@@ -26,14 +25,13 @@ log = logging.getLogger("bridge.webrtc")
 DEFAULT_CONNECT_TIMEOUT = 15.0
 
 
-def rtc_configuration(servers: Sequence[IceServer]) -> RTCConfiguration:
-    # An explicit empty list: aiortc's default is a public STUN server, which makes joins
-    # hang for seconds on a host that cannot reach it.
-    return RTCConfiguration(
-        iceServers=[
-            RTCIceServer(urls=s.url, username=s.username, credential=s.credential) for s in servers
-        ]
-    )
+def rtc_configuration() -> RTCConfiguration:
+    """The server's own ICE configuration: host candidates only (the ICE policy decides
+    which), no STUN or TURN. aiortc's default is a public STUN server, which makes every
+    answer wait for seconds on a host that cannot reach it; behind 1:1 NAT,
+    WEBRTC_PUBLIC_IPS announces the public address instead. Configured ICE servers are for
+    the clients (Link headers)."""
+    return RTCConfiguration(iceServers=[])
 
 
 def prefer_codecs(transceiver: RTCRtpTransceiver, names: Sequence[str]) -> None:
@@ -60,7 +58,6 @@ class PeerSession:
         *,
         ip: str,
         channel: str,
-        servers: Sequence[IceServer],
         on_closed: Callable[[PeerSession], None],
         log_requests: bool = True,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
@@ -73,7 +70,7 @@ class PeerSession:
         self.stream_id = ""
         self.started_at = time.time()
         self.opened = time.monotonic()
-        self.pc = RTCPeerConnection(rtc_configuration(servers))
+        self.pc = RTCPeerConnection(rtc_configuration())
         self.log = SessionLog(log, self.protocol, ip)
         self.log.channel = channel
         self.ufrag = ""

@@ -67,8 +67,8 @@ class WebRtcService:
         self.config = config = services.config
         self.sessions: dict[str, PeerSession] = {}
         self.feeds: dict[str, ChannelFeed] = {}
-        self._servers = config.webrtc_ice_servers
-        self._links = link_headers(self._servers)
+        # For the clients only (see peer.rtc_configuration).
+        self._links = link_headers(config.webrtc_ice_servers)
         self._closing = False
 
     def register(self, app: web.Application) -> None:
@@ -182,7 +182,6 @@ class WebRtcService:
         return {
             "ip": ip,
             "channel": channel,
-            "servers": self._servers,
             "on_closed": self._closed,
             "log_requests": self.config.log_requests,
             "connect_timeout": self.config.webrtc_connect_timeout_seconds,

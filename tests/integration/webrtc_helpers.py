@@ -114,7 +114,3 @@ def api_sessions(server: Server) -> list[dict[str, Any]]:
     assert reply.status == 200, reply.text
     sessions: list[dict[str, Any]] = json.loads(reply.body)["sessions"]
     return sessions
-
-
-def candidate_hosts(sdp: str) -> set[str]:
-    return {line.split()[4] for line in sdp.splitlines() if line.startswith("a=candidate:")}
