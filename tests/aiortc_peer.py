@@ -371,13 +371,24 @@ class Tone(MediaStreamTrack):
         return frame
 
 
-async def whip(url: str, token: str, codec: str, seconds: float) -> dict[str, Any]:
+async def whip(
+    url: str, token: str, codec: str, seconds: float, *, no_candidates: bool = False
+) -> dict[str, Any]:
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     video = pc.addTransceiver(TestPattern(), direction="sendonly")
     pc.addTransceiver(Tone(), direction="sendonly")
     _prefer(video, codec)
     await pc.setLocalDescription(await pc.createOffer())
-    status, body, location = await _post(url, pc.localDescription.sdp, token)
+    offer = pc.localDescription.sdp
+    if no_candidates:
+        # As OBS does: no candidates in the offer and no PATCH; the server learns this peer's
+        # address from its connectivity checks (a peer-reflexive candidate).
+        offer = "".join(
+            line + "\r\n"
+            for line in offer.splitlines()
+            if not line.startswith(("a=candidate:", "a=end-of-candidates"))
+        )
+    status, body, location = await _post(url, offer, token)
     result: dict[str, Any] = {"status": status}
     if status != 201:
         result["error"] = body.strip()
@@ -406,6 +417,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--token", default="")
     parser.add_argument("--codec", default="h264", choices=["h264", "vp8"])
     parser.add_argument(
+        "--no-candidates", action="store_true", help="WHIP: offer no ICE candidates (as OBS)"
+    )
+    parser.add_argument(
         "--encoded", action="store_true", help="WHEP: count frames without decoding them"
     )
     parser.add_argument("--viewers", type=int, default=1, help="WHEP: viewers in this process")
@@ -424,7 +438,9 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
     else:
-        result = asyncio.run(whip(args.url, args.token, args.codec, args.seconds))
+        result = asyncio.run(
+            whip(args.url, args.token, args.codec, args.seconds, no_candidates=args.no_candidates)
+        )
     json.dump(result, sys.stdout)
     sys.stdout.write("\n")
     return 0

@@ -131,12 +131,18 @@ def ffprobe_packets(tools: Tools, url: str, seconds: float) -> list[dict]:  # ty
     return [parsed]
 
 
-@pytest.mark.parametrize("codec", ["h264", "vp8"])
-def test_whip_publish_read_over_rtmp_and_hls(procs: ProcGroup, tools: Tools, codec: str) -> None:
+@pytest.mark.parametrize(
+    ("codec", "offer"), [("h264", "with candidates"), ("vp8", "without candidates (as OBS)")]
+)
+def test_whip_publish_read_over_rtmp_and_hls(
+    procs: ProcGroup, tools: Tools, codec: str, offer: str
+) -> None:
     server = webrtc_server(procs)
     whip = f"{base_url(server)}/whip/{CHANNEL}"
+    extra = ["--no-candidates"] if offer.startswith("without") else []
     publisher = procs.start(
-        "whip", peer_argv("whip", whip, "--token", KEY, "--codec", codec, "--seconds", "12")
+        "whip",
+        peer_argv("whip", whip, "--token", KEY, "--codec", codec, "--seconds", "12", *extra),
     )
     wait_live(server)
     [probe] = ffprobe_packets(tools, server.url(CHANNEL, KEY), 5)
