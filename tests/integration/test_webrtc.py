@@ -413,3 +413,35 @@ def test_ffmpeg_whip_muxer_publishes(procs: ProcGroup, tools: Tools) -> None:
         server.diagnostics()
     )
     assert "Traceback" not in server.stderr_text(), server.diagnostics()
+
+
+def test_whep_viewer_stays_through_a_publisher_restart(procs: ProcGroup, tools: Tools) -> None:
+    """A publisher that comes back within UNPUBLISH_GRACE_SECONDS keeps its WHEP viewers,
+    whose timestamps keep going forward; after the grace they are closed."""
+    server = webrtc_server(procs, "--unpublish-grace-seconds", "4")
+    whep = f"{base_url(server)}/whep/{CHANNEL}"
+    first = live_publisher(procs, tools, server.url(CHANNEL, KEY), name="publisher-1")
+    wait_live(server)
+    viewer = procs.start("viewer", peer_argv("whep", whep, "--seconds", "10"))
+    assert wait_until(lambda: (api_channel(server, CHANNEL)["webrtc"] or {}).get("viewers"), 10)
+    time.sleep(3)
+    first.stop()
+    time.sleep(1)
+    second = live_publisher(procs, tools, server.url(CHANNEL, KEY), name="publisher-2")
+    assert viewer.wait(30) == 0, viewer.diagnostics()
+    result = json.loads(viewer.stdout_text())
+    assert result["connection"] == "connected" and result["delete_status"] == 200, result
+    pts = result["video_pts"]
+    assert all(b > a for a, b in zip(pts, pts[1:], strict=False)), "timestamps went back"
+    # About 1.5 s without media (the stop, the gap, the new publisher's start), then more.
+    assert result["video_frames"] >= 0.8 * FPS * (10 - 2.5), result["video_frames"]
+
+    # Now the publisher leaves for good: after the grace the viewer's session is closed.
+    viewer = procs.start("viewer-2", peer_argv("whep", whep, "--seconds", "9"))
+    assert wait_until(lambda: (api_channel(server, CHANNEL)["webrtc"] or {}).get("viewers"), 10)
+    second.stop()
+    assert wait_until(
+        lambda: not [s for s in api_sessions(server) if s["protocol"] == "whep"], 8, 0.2
+    ), api_sessions(server)
+    assert "the channel's publisher is gone" in server.stderr_text()
+    assert viewer.wait(30) == 0, viewer.diagnostics()
