@@ -114,8 +114,6 @@ class ChannelFeed:
         self._drain_scheduled = False
         self._catch_up: list[tuple[av.Packet, bool]] | None = None
         self._last_video_pts: int | None = None
-        self.video_packets = 0
-        self.audio_packets = 0
         self.keyframe_requests = 0  # PLI/FIR from viewers (aiortc would drop them)
         self.closed = False
         self._packers: dict[str, SharedPacker] = {}
@@ -169,10 +167,6 @@ class ChannelFeed:
         ask = getattr(publisher, "request_keyframe", None)
         if callable(ask):
             ask()
-
-    @property
-    def live(self) -> bool:
-        return self.reader is not None and self.reader.stream.live
 
     def close(self) -> None:
         if self.closed:
@@ -322,7 +316,6 @@ class ChannelFeed:
             packet.pts = packet.dts = self._last_video_pts + 1
         self._last_video_pts = packet.pts if packet.pts is not None else 0
         self._remember(packet, keyframe)
-        self.video_packets += 1
         if self._catch_up is not None:
             self._catch_up.append((packet, keyframe))
             return
@@ -398,6 +391,5 @@ class ChannelFeed:
             worker.close(timeout=0)  # never block the event loop on a codec
 
     def _emit_audio(self, packet: av.Packet) -> None:
-        self.audio_packets += 1
         for viewer in self.viewers:
             viewer.send_audio(packet)
