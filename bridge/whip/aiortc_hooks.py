@@ -15,6 +15,8 @@ aiortc 1.16 has no public API for what a media server needs:
   unit into the same RTP payloads, and aiortc spends most of a viewer's CPU on per-packet
   Python (building a packet object, four nested awaits). Viewers share the split, and a
   tighter send loop builds each frame's header once.
+- **Codecs**: aiortc negotiates H.264 Baseline only; WHIP encoders offer Main or High, which
+  passthrough handles just as well.
 
 ``tests/unit/test_aiortc_hooks.py`` checks every hook against the pinned aiortc, so an
 upgrade that moves these internals fails loudly there rather than silently in production.
