@@ -162,6 +162,7 @@ async def _bind_host_candidates(
 ) -> list[Candidate]:
     loop = asyncio.get_running_loop()
     candidates: list[Candidate] = []
+    announced: list[Candidate] = []
     for address in addresses:
         bound = await _bind(loop, connection, address, policy.ports)
         if bound is None:
@@ -186,8 +187,9 @@ async def _bind_host_candidates(
             if ipaddress.ip_address(public).version != ipaddress.ip_address(host).version:
                 continue
             # Same socket, announced under the NAT's address: the peer's checks to it are
-            # forwarded to this port and answered from it.
-            candidates.append(
+            # forwarded to this port and answered from it. Listed first: FFmpeg's WHIP muxer
+            # uses only the first host candidate of the answer.
+            announced.append(
                 Candidate(
                     foundation=candidate_foundation("host", "udp", public),
                     component=component,
@@ -198,7 +200,7 @@ async def _bind_host_candidates(
                     type="host",
                 )
             )
-    return candidates
+    return announced + candidates
 
 
 async def _bind(

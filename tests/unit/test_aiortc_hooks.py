@@ -93,7 +93,9 @@ async def test_public_ip_announced_on_same_port() -> None:
     connection = PolicyConnection(ice_controlling=False)
     try:
         await connection.gather_candidates()
-        local, public = connection.local_candidates  # the IPv6 one does not match IPv4
+        # The IPv6 one does not match IPv4; the announced one comes first (FFmpeg's WHIP
+        # muxer takes the first host candidate).
+        public, local = connection.local_candidates
         assert local.host == "127.0.0.1"
         assert (public.host, public.port) == ("203.0.113.7", local.port)
         assert public.priority < local.priority
