@@ -110,7 +110,7 @@ def build_document(id_max_length: int) -> dict[str, Any]:
                     "enum": ["passthrough", "transcode", None],
                     "description": "passthrough: H.264 as published; transcode: re-encoded "
                     "once for all viewers to H.264 constrained baseline (B-frames, HEVC, "
-                    "AV1, VP8); null before the first video frame",
+                    "AV1, VP8), only while someone watches; null before the first video frame",
                 },
                 "audio": {
                     "enum": ["opus", "aac-to-opus", None],
@@ -155,7 +155,8 @@ def build_document(id_max_length: int) -> dict[str, Any]:
                 },
                 "webrtc": {
                     "oneOf": [{"type": "null"}, _ref("schemas", "WebRtcPath")],
-                    "description": "how WHEP viewers get the channel; null while it has none",
+                    "description": "how WHEP viewers get (or would get) the live channel; null "
+                    "when it is neither live nor watched over WebRTC",
                 },
             },
             "A channel the server knows: live, or with readers waiting for a publisher.",

@@ -48,6 +48,8 @@ class Stream:
         # Viewers served through one shared internal reader (WebRTC), counted by that output.
         self.relayed_viewers = 0
         self.has_video = False
+        # The publish's video has been seen reordered (B-frames): WebRTC outputs re-encode.
+        self.reordered = False
         self.published_at: float | None = None
         self.unpublished_at: float | None = None
         self.units_in = 0
@@ -77,6 +79,7 @@ class Stream:
         self.tracks = {}
         self.metadata = None
         self.has_video = False
+        self.reordered = False
         self.units_in = 0  # counts are per publish (the API's bitrate divides by its uptime)
         self.bytes_in = 0
         self.gop.clear()
@@ -123,6 +126,8 @@ class Stream:
             self.tracks[kind] = track
             if kind == VIDEO:
                 self.has_video = True
+        if unit.pts != unit.dts and kind == VIDEO:
+            self.reordered = True
         self._rebase(unit)
         self.units_in += 1
         self.bytes_in += unit.size

@@ -22,6 +22,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from bridge.bus.reader import Reader
 from bridge.bus.registry import Registry
+from bridge.bus.stream import Stream
 from bridge.media import h264
 from bridge.media.errors import CodecConfigError
 from bridge.media.units import AUDIO, VIDEO, MediaUnit, Track
@@ -182,6 +183,7 @@ class ChannelFeed:
         self._on_idle(self)
 
     def describe(self) -> dict[str, object]:
+        """What the API shows: how this channel goes out over WebRTC, and to how many."""
         return {
             "viewers": len(self.viewers),
             "video": self.video_path,
@@ -252,7 +254,9 @@ class ChannelFeed:
         self._stop_video_worker()
         # RTP carries no composition offsets and browsers decode H.264 B-frames at about
         # one frame per second: a reordered first keyframe means re-encode.
-        if track.codec == "h264" and unit.pts == unit.dts:
+        stream = self.reader.stream if self.reader is not None else None
+        reordered = unit.pts != unit.dts or (stream is not None and stream.reordered)
+        if track.codec == "h264" and not reordered:
             try:
                 self._annexb = AnnexB(track)
             except CodecConfigError as exc:
@@ -393,3 +397,24 @@ class ChannelFeed:
     def _emit_audio(self, packet: av.Packet) -> None:
         for viewer in self.viewers:
             viewer.send_audio(packet)
+
+
+def predicted_paths(stream: Stream) -> dict[str, object]:
+    """The paths a live channel's WebRTC output will take, before any viewer has asked (the
+    feed decides the same way when it starts)."""
+    video = stream.tracks.get(VIDEO)
+    audio = stream.tracks.get(AUDIO)
+    video_path = None
+    if video is not None:
+        video_path = PASSTHROUGH if video.codec == "h264" and not stream.reordered else TRANSCODE
+    audio_path = None
+    if audio is not None:
+        audio_path = {"opus": OPUS, "aac": AAC_TO_OPUS}.get(audio.codec)
+    return {
+        "viewers": 0,
+        "video": video_path,
+        "audio": audio_path,
+        "video_codec": video.codec if video is not None else None,
+        "audio_codec": audio.codec if audio is not None else None,
+        "keyframe_requests": 0,
+    }

@@ -21,7 +21,7 @@ from bridge.bus.registry import PublishRefused
 from bridge.control.callback import PublishDenied
 from bridge.services import Services
 from bridge.whip import aiortc_hooks
-from bridge.whip.feed import ChannelFeed
+from bridge.whip.feed import ChannelFeed, predicted_paths
 from bridge.whip.ingest import WhipSession
 from bridge.whip.peer import PeerSession
 from bridge.whip.sdp import (
@@ -141,9 +141,13 @@ class WebRtcService:
         self.services.sessions.remove(session)
 
     def describe(self, channel: str) -> dict[str, object] | None:
-        """The WebRTC path of ``channel`` for the API (None while it has no WHEP viewer)."""
+        """The WebRTC path of ``channel`` for the API: its feed's, or what it would be for
+        a live channel no WHEP viewer watches yet (None when not live and unwatched)."""
         feed = self.feeds.get(channel)
-        return feed.describe() if feed is not None else None
+        if feed is not None:
+            return feed.describe()
+        stream = self.services.registry.get(channel)
+        return predicted_paths(stream) if stream is not None and stream.live else None
 
     def _link_headers(self) -> dict[str, str]:
         return {"Link": ", ".join(self._links)} if self._links else {}

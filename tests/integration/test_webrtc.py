@@ -59,8 +59,12 @@ def test_whep_passthrough_and_transcoded(procs: ProcGroup, tools: Tools) -> None
     whep = f"{base_url(server)}/whep/{CHANNEL}"
     first = live_publisher(procs, tools, server.url(CHANNEL, KEY), bframes=0)
     wait_live(server)
+    # Before anyone watches, the API already says how WebRTC viewers would get it.
+    assert wait_until(lambda: (api_channel(server, CHANNEL)["webrtc"] or {}).get("audio"), 5)
+    unwatched = api_channel(server, CHANNEL)["webrtc"]
+    assert (unwatched["viewers"], unwatched["video"]) == (0, "passthrough"), unwatched
     viewer = procs.start("whep-viewer", peer_argv("whep", whep, "--seconds", "5"))
-    assert wait_until(lambda: api_channel(server, CHANNEL)["webrtc"] is not None, 10, 0.1)
+    assert wait_until(lambda: api_channel(server, CHANNEL)["webrtc"]["viewers"] == 1, 10, 0.1)
     path = api_channel(server, CHANNEL)["webrtc"]
     assert path == {
         "viewers": 1,
@@ -73,15 +77,18 @@ def test_whep_passthrough_and_transcoded(procs: ProcGroup, tools: Tools) -> None
     assert api_channel(server, CHANNEL)["readers"] == 1
     assert viewer.wait(30) == 0, viewer.diagnostics()
     check_playback(json.loads(viewer.stdout_text()), 5, "passthrough")
-    assert wait_until(lambda: api_channel(server, CHANNEL)["webrtc"] is None, 5, 0.1)
+    assert wait_until(lambda: api_channel(server, CHANNEL)["webrtc"]["viewers"] == 0, 5, 0.1)
 
     # The same channel published again with B-frames: re-encoded once for the channel.
     first.stop()
     live_publisher(procs, tools, server.url(CHANNEL, KEY), bframes=3, name="publisher-b")
     time.sleep(1.5)
     wait_live(server)
+    assert wait_until(
+        lambda: (api_channel(server, CHANNEL)["webrtc"] or {}).get("video") == "transcode", 5
+    ), api_channel(server, CHANNEL)
     viewer = procs.start("whep-viewer-b", peer_argv("whep", whep, "--seconds", "6"))
-    assert wait_until(lambda: api_channel(server, CHANNEL)["webrtc"] is not None, 10, 0.1)
+    assert wait_until(lambda: api_channel(server, CHANNEL)["webrtc"]["viewers"] == 1, 10, 0.1)
     assert api_channel(server, CHANNEL)["webrtc"]["video"] == "transcode"
     assert viewer.wait(30) == 0, viewer.diagnostics()
     check_playback(json.loads(viewer.stdout_text()), 6, "transcoded")

@@ -233,3 +233,23 @@ async def test_burst_is_paced_but_the_keyframe_is_not(monkeypatch: pytest.Monkey
     start = loop.time()
     assert await track.recv() is live
     assert loop.time() - start < 0.02, "live packets are not paced"
+
+
+async def test_predicted_paths(registry: Registry) -> None:
+    from bridge.whip.feed import predicted_paths
+
+    stream = registry.start_publish("ch", "key", Publisher())
+    assert predicted_paths(stream)["video"] is None
+    track = video_track()
+    stream.push(unit(track, 0, keyframe=True))
+    assert predicted_paths(stream)["video"] == PASSTHROUGH
+    stream.push(unit(track, 33, keyframe=False, cts=33))  # a reordered frame
+    assert predicted_paths(stream)["video"] == TRANSCODE
+    # A feed that starts now re-encodes even from a keyframe without an offset.
+    feed = ChannelFeed("ch", registry, on_idle=lambda f: None)
+    feed.add(Viewer())
+    await settle()
+    stream.push(unit(Track(VIDEO, "h264", track.config), 66, keyframe=True))
+    await settle()
+    assert feed.video_path == TRANSCODE
+    feed.close()
