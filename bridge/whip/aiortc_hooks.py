@@ -384,6 +384,10 @@ class SharedPacker:
         raise TypeError("SharedPacker only packs pre-encoded packets")
 
 
+# Bytes asyncio may hold for one viewer's socket before frames are dropped.
+SEND_BUFFER_LIMIT = 1024 * 1024
+
+
 class _Sent:
     """A sent RTP packet as aiortc's NACK handling reads it from the sender's history
     (``_retransmit``: sequence number, then ``wrap_rtx`` or ``serialize``)."""
@@ -446,8 +450,17 @@ async def _send_packets(
             pair = dtls.transport._connection._nominated.get(1)
             if dtls.state != "connected" or pair is None:
                 raise ConnectionError("not connected")
+            transport = pair.protocol.transport
+            # (asyncio's selector datagram transport has it; typeshed's class does not.)
+            if transport.get_write_buffer_size() > SEND_BUFFER_LIMIT:  # type: ignore[attr-defined]
+                # The socket is not draining (asyncio buffers UDP without bound and aioice
+                # never pauses): drop this frame, and let the track skip to a keyframe.
+                resync = getattr(track, "resync", None)
+                if callable(resync):
+                    resync()
+                continue
             protect = dtls._tx_srtp.protect
-            sendto = pair.protocol.transport.sendto
+            sendto = transport.sendto
             address = pair.remote_addr
             last = len(payloads) - 1
             octets = 0

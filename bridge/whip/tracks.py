@@ -75,6 +75,16 @@ class PacketTrack(MediaStreamTrack):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    def resync(self) -> None:
+        """The sender had to drop a frame: what is queued cannot be decoded without it, so
+        drop that too and start again at the next keyframe (video)."""
+        self.dropped += len(self._queue)
+        self._queue.clear()
+        self._bytes = 0
+        self._burst_left = 0
+        if self.kind == "video":
+            self.waiting_key = True
+
     @property
     def queued(self) -> int:
         return len(self._queue)

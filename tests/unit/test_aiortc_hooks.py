@@ -338,3 +338,34 @@ async def test_direct_sender_delivers_frames_and_keeps_aiortc_bookkeeping(
     await sending.sender._retransmit(first.sequence_number)
     after = sending.sender.transport._RTCDtlsTransport__tx_packets  # type: ignore[attr-defined]
     assert after == before + 1
+
+
+async def test_direct_sender_drops_frames_when_the_socket_does_not_drain(
+    pair: tuple[RTCPeerConnection, RTCPeerConnection], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bridge.whip.tracks import PacketTrack
+
+    sender_pc, receiver_pc = pair
+    track = PacketTrack("video")
+    sending = sender_pc.addTransceiver(track, direction="sendonly")
+    prefer_codecs(sending, ["h264"])
+    aiortc_hooks.send_packets_directly(sending.sender, aiortc_hooks.SharedPacker)
+    receiver_pc.addTransceiver("video", direction="recvonly")
+    await _connect(sender_pc, receiver_pc)
+    await _wait(lambda: sender_pc.connectionState == "connected")
+    pair_ = sending.sender.transport.transport._connection._nominated[1]
+    monkeypatch.setattr(pair_.protocol.transport, "get_write_buffer_size", lambda: 2 * 1024 * 1024)
+
+    def frame(keyframe: bool) -> av.Packet:
+        packet = av.Packet(h264.START_CODE + bytes([0x65 if keyframe else 0x41]) + bytes(500))
+        packet.pts = 0
+        packet.time_base = fractions.Fraction(1, 90000)
+        return packet
+
+    track.offer(frame(True), True)
+    track.offer(frame(False), False)
+    await _wait(lambda: track.queued == 0)
+    stats = await sending.sender.getStats()
+    outbound = next(s for s in stats.values() if s.type == "outbound-rtp")
+    assert outbound.packetsSent == 0  # nothing went into the stuck socket's buffer
+    assert track.waiting_key and track.dropped >= 1
