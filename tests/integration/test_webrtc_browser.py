@@ -165,14 +165,21 @@ async def test_play_page_watches_b_frames_through_the_transcoder(
     await asyncio.to_thread(wait_live, server)
     async with Browser.launch(tmp_path) as browser:
         try:
+            bare = await browser.open(f"{base}/")
+            started = await bare.evaluate(f"({BARE_WHEP})({json.dumps(base + '/whep/' + CHANNEL)})")
+            assert started["status"] == 201, started
             play = await browser.open(f"{base}/play.html?channel={CHANNEL}&player=webrtc")
             await play.wait_for(
                 "window.bridgeStats.mode === 'webrtc' && window.bridgeStats.playing", timeout=15
             )
+            await bare.wait_for(f"({BARE_STATS}).then(s => s.framesDecoded > 0)", timeout=10)
             assert api_channel(server, CHANNEL)["webrtc"]["video"] == "transcode"
-            windows = await watch({"play": (play, PLAY_STATS)}, WATCH_SECONDS)
-            check_window("transcoded", *windows["play"])
-            assert page_errors(play) == []
+            windows = await watch(
+                {"bare": (bare, BARE_STATS), "play": (play, PLAY_STATS)}, WATCH_SECONDS
+            )
+            for name, (before, after) in windows.items():
+                check_window(f"transcoded, {name} page", before, after)
+            assert page_errors(play) == [] and page_errors(bare) == []
         except BaseException:
             print(browser.diagnostics())
             raise
