@@ -31,6 +31,7 @@ import random
 import socket
 import struct
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -44,7 +45,6 @@ import ifaddr
 from aioice import Candidate
 from aioice.candidate import candidate_foundation, candidate_priority
 from aioice.mdns import is_mdns_hostname
-from aiortc import clock
 from aiortc.codecs import get_encoder
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
@@ -384,6 +384,8 @@ class SharedPacker:
         raise TypeError("SharedPacker only packs pre-encoded packets")
 
 
+# Seconds from the NTP epoch (1900) to the Unix epoch (1970).
+NTP_EPOCH_OFFSET = 2_208_988_800
 # Bytes asyncio may hold for one viewer's socket before frames are dropped.
 SEND_BUFFER_LIMIT = 1024 * 1024
 
@@ -430,6 +432,13 @@ async def _send_packets(
     sequence = random_sequence_number()
     origin = random32()
     dtls = sender.transport
+    # The header extensions (mid, abs-send-time) are laid out once; each frame only writes
+    # its send time into them (aiortc rebuilds them per packet: ~10 us per frame here).
+    extensions = HeaderExtensions()
+    extensions.mid = mid
+    extensions.abs_send_time = 0xABCDEF
+    profile, layout = extensions_map.set(extensions)
+    at = layout.find(b"\xab\xcd\xef") if layout else -1
     try:
         while True:
             packet = await track.recv()
@@ -439,10 +448,11 @@ async def _send_packets(
             if not payloads:
                 continue
             timestamp = (origin + rtp_time) & 0xFFFFFFFF
-            extensions = HeaderExtensions()
-            extensions.abs_send_time = (clock.current_ntp_time() >> 14) & 0x00FFFFFF
-            extensions.mid = mid
-            profile, value = extensions_map.set(extensions)
+            ntp = int((time.time() + NTP_EPOCH_OFFSET) * 4294967296)
+            value = layout
+            if at >= 0:
+                # abs-send-time: NTP seconds modulo 64 in 6.18 fixed point.
+                value = layout[:at] + ((ntp >> 14) & 0xFFFFFF).to_bytes(3, "big") + layout[at + 3 :]
             tail = struct.pack("!LL", timestamp, ssrc)
             if value:
                 tail += struct.pack("!HH", profile, len(value) >> 2) + value
@@ -473,7 +483,7 @@ async def _send_packets(
                 sendto(protect(head + payload), address)
                 octets += len(payload)
                 sequence = (sequence + 1) & 0xFFFF
-            setattr(sender, private + "ntp_timestamp", clock.current_ntp_time())
+            setattr(sender, private + "ntp_timestamp", ntp)
             setattr(sender, private + "rtp_timestamp", timestamp)
             setattr(
                 sender, private + "octet_count", getattr(sender, private + "octet_count") + octets

@@ -334,6 +334,17 @@ async def test_direct_sender_delivers_frames_and_keeps_aiortc_bookkeeping(
     assert outbound.packetsSent >= 8  # the 4 kB keyframe alone is 4 FU-A packets
     history = sending.sender._RTCRtpSender__rtp_history  # type: ignore[attr-defined]
     first = min(history.values(), key=lambda p: p.timestamp)
+    # The header as sent parses back, with this sender's mid and a current abs-send-time.
+    from aiortc import clock
+    from aiortc.rtp import RtpPacket
+
+    ext_map = sending.sender._RTCRtpSender__rtp_header_extensions_map  # type: ignore[attr-defined]
+    last = max(history.values(), key=lambda p: p.timestamp)
+    parsed = RtpPacket.parse(last.serialize(), ext_map)
+    assert parsed.payload == last.payload and parsed.marker == 1
+    assert parsed.extensions.mid == sending.mid
+    now = (clock.current_ntp_time() >> 14) & 0xFFFFFF
+    assert (now - parsed.extensions.abs_send_time) % (1 << 24) < 262144  # within 1 s
     before = sending.sender.transport._RTCDtlsTransport__tx_packets  # type: ignore[attr-defined]
     await sending.sender._retransmit(first.sequence_number)
     after = sending.sender.transport._RTCDtlsTransport__tx_packets  # type: ignore[attr-defined]
