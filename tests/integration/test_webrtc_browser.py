@@ -109,6 +109,23 @@ def page_errors(page: Page) -> list[Any]:
     return [e for e in page.errors if getattr(e, "source", "") != "network"]
 
 
+async def open_both_pages(browser: Browser, base: str, play_query: str) -> tuple[Page, Page]:
+    """The bare WHEP page and the play page, both playing the channel over WebRTC."""
+    bare = await browser.open(f"{base}/")
+    started = await bare.evaluate(f"({BARE_WHEP})({json.dumps(base + '/whep/' + CHANNEL)})")
+    assert started["status"] == 201, started
+    play = await browser.open(f"{base}/play.html?channel={CHANNEL}{play_query}")
+    await play.wait_for(
+        "window.bridgeStats.mode === 'webrtc' && window.bridgeStats.playing"
+        " && window.bridgeStats.audioPacketsReceived > 0",
+        timeout=15,
+    )
+    await bare.wait_for(
+        f"({BARE_STATS}).then(s => s.framesDecoded > 0 && s.audioPackets > 0)", timeout=10
+    )
+    return bare, play
+
+
 async def test_bare_page_and_play_page_watch_rtmp_stream(
     procs: ProcGroup, tools: Tools, tmp_path: Path
 ) -> None:
@@ -118,15 +135,8 @@ async def test_bare_page_and_play_page_watch_rtmp_stream(
     await asyncio.to_thread(wait_live, server)
     async with Browser.launch(tmp_path) as browser:
         try:
-            bare = await browser.open(f"{base}/")
-            started = await bare.evaluate(f"({BARE_WHEP})({json.dumps(base + '/whep/' + CHANNEL)})")
-            assert started["status"] == 201, started
-            play = await browser.open(f"{base}/play.html?channel={CHANNEL}")
-            await bare.wait_for("window.bare.pc.connectionState === 'connected'", timeout=10)
-            await play.wait_for(
-                "window.bridgeStats.mode === 'webrtc' && window.bridgeStats.playing", timeout=15
-            )
-            await bare.wait_for(f"({BARE_STATS}).then(s => s.framesDecoded > 0)", timeout=10)
+            # The play page's default: WebRTC first (no player= parameter).
+            bare, play = await open_both_pages(browser, base, "")
             first = await play.evaluate("window.bridgeStats.firstFrameMs")
             assert first is not None and first < 1500, first
             assert (api_channel(server, CHANNEL)["webrtc"] or {}).get("viewers") == 2
@@ -165,14 +175,7 @@ async def test_play_page_watches_b_frames_through_the_transcoder(
     await asyncio.to_thread(wait_live, server)
     async with Browser.launch(tmp_path) as browser:
         try:
-            bare = await browser.open(f"{base}/")
-            started = await bare.evaluate(f"({BARE_WHEP})({json.dumps(base + '/whep/' + CHANNEL)})")
-            assert started["status"] == 201, started
-            play = await browser.open(f"{base}/play.html?channel={CHANNEL}&player=webrtc")
-            await play.wait_for(
-                "window.bridgeStats.mode === 'webrtc' && window.bridgeStats.playing", timeout=15
-            )
-            await bare.wait_for(f"({BARE_STATS}).then(s => s.framesDecoded > 0)", timeout=10)
+            bare, play = await open_both_pages(browser, base, "&player=webrtc")
             assert api_channel(server, CHANNEL)["webrtc"]["video"] == "transcode"
             windows = await watch(
                 {"bare": (bare, BARE_STATS), "play": (play, PLAY_STATS)}, WATCH_SECONDS
