@@ -43,7 +43,7 @@ class Stream:
         self.publish_generation = 0
         self.tracks: dict[str, Track] = {}
         self.metadata: Metadata | None = None
-        self.gop = GopCache(gop_cache_bytes)
+        self.gop: GopCache[MediaUnit] = GopCache(gop_cache_bytes)
         self.readers: list[Reader] = []
         # Viewers served through one shared internal reader (WebRTC), counted by that output.
         self.relayed_viewers = 0

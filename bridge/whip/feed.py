@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import av
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
+from bridge.bus.gop import GopCache
 from bridge.bus.reader import Reader
 from bridge.bus.registry import Registry
 from bridge.bus.stream import Stream
@@ -42,7 +43,6 @@ VIDEO_CLOCK = Fraction(1, 90000)
 OPUS_CLOCK = Fraction(1, 48000)
 # The GOP kept for new viewers: a longer one is dropped (they wait for the next keyframe).
 GOP_MAX_BYTES = 16 * 1024 * 1024
-GOP_MAX_PACKETS = 600
 
 
 class Viewer(Protocol):
@@ -109,9 +109,7 @@ class ChannelFeed:
         self._video_worker: Worker[Any, EncodedVideo] | None = None
         self._transcoder: VideoTranscoder | None = None
         self._audio_worker: Worker[Any, EncodedAudio] | None = None
-        self._gop: list[av.Packet] = []
-        self._gop_bytes = 0
-        self._gop_overflow = False
+        self._gop: GopCache[av.Packet] = GopCache(GOP_MAX_BYTES)
         self._drain_scheduled = False
         self._catch_up: list[tuple[av.Packet, bool]] | None = None
         self._last_video_pts: int | None = None
@@ -132,8 +130,8 @@ class ChannelFeed:
 
     def add(self, viewer: Viewer) -> None:
         self.viewers.append(viewer)
-        if self._gop:
-            viewer.start_video([(packet, packet.is_keyframe) for packet in self._gop])
+        if self._gop.units:
+            viewer.start_video([(packet, packet.is_keyframe) for packet in self._gop.units])
         if self.reader is None:
             self.reader = self.registry.attach(self.channel, self, None, internal=True)
             if self.reader is not None:
@@ -179,7 +177,7 @@ class ChannelFeed:
             self.registry.detach(reader)
         self._stop_video_worker()
         self._stop_audio_worker()
-        self._gop = []
+        self._gop.clear()
         self._on_idle(self)
 
     def describe(self) -> dict[str, object]:
@@ -319,28 +317,12 @@ class ChannelFeed:
             # A new publish restarts close to where the last ended; never go back in time.
             packet.pts = packet.dts = self._last_video_pts + 1
         self._last_video_pts = packet.pts if packet.pts is not None else 0
-        self._remember(packet, keyframe)
+        self._gop.add(packet, keyframe)
         if self._catch_up is not None:
             self._catch_up.append((packet, keyframe))
             return
         for viewer in self.viewers:
             viewer.send_video(packet, keyframe)
-
-    def _remember(self, packet: av.Packet, keyframe: bool) -> None:
-        size = packet.size
-        if keyframe:
-            self._gop = [packet]
-            self._gop_bytes = size
-            self._gop_overflow = False
-            return
-        if self._gop_overflow or not self._gop:
-            return
-        if len(self._gop) >= GOP_MAX_PACKETS or self._gop_bytes + size > GOP_MAX_BYTES:
-            self._gop = []
-            self._gop_overflow = True
-            return
-        self._gop.append(packet)
-        self._gop_bytes += size
 
     # ------------------------------------------------------------------ audio
 
