@@ -14,12 +14,13 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 log = logging.getLogger(__name__)
 
 In = TypeVar("In")
 Out = TypeVar("Out")
+CodecOut = TypeVar("CodecOut")
 
 _ITEM = 0
 _CALL = 1
@@ -202,3 +203,31 @@ class Worker(Generic[In, Out]):
             self._deliver(out)
         except Exception:
             self._errors.warning("%s: deliver failed", self.name, exc_info=True)
+
+
+class Codec(Protocol[CodecOut]):
+    """What the transcoders share: ``feed`` takes one frame's arguments, ``close`` frees them."""
+
+    def feed(self, *args: Any) -> list[CodecOut]: ...
+
+    def close(self) -> None: ...
+
+
+def codec_worker(
+    name: str,
+    codec: Codec[CodecOut],
+    deliver: Callable[[list[CodecOut]], None],
+    *,
+    loop: asyncio.AbstractEventLoop,
+    max_pending: int,
+) -> Worker[tuple[Any, ...], CodecOut]:
+    """A worker that calls ``codec.feed(*item)`` for each submitted tuple and closes the
+    codec in its own thread when it stops."""
+    return Worker(
+        name,
+        lambda item: codec.feed(*item),
+        deliver,
+        loop=loop,
+        max_pending=max_pending,
+        on_close=codec.close,
+    )

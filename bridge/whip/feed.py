@@ -29,7 +29,7 @@ from bridge.media.errors import CodecConfigError
 from bridge.media.units import AUDIO, VIDEO, MediaUnit, Track
 from bridge.transcode.audio import AacToOpus, EncodedAudio
 from bridge.transcode.video import EncodedVideo, VideoTranscoder
-from bridge.transcode.worker import Worker
+from bridge.transcode.worker import Worker, codec_worker
 from bridge.whip.aiortc_hooks import SharedPacker
 
 log = logging.getLogger("bridge.webrtc")
@@ -279,9 +279,6 @@ class ChannelFeed:
         self._transcoder = transcoder
         time_base = track.time_base
 
-        def transform(item: tuple[bytes, int, int, bool]) -> list[EncodedVideo]:
-            return transcoder.feed(*item)
-
         def deliver(frames: list[EncodedVideo]) -> None:
             if self._transcoder is not transcoder:
                 return
@@ -289,13 +286,8 @@ class ChannelFeed:
                 pts = round(frame.pts * time_base / VIDEO_CLOCK)
                 self._emit_video(_packet(frame.annexb, pts, VIDEO_CLOCK), frame.keyframe)
 
-        self._video_worker = Worker(
-            f"webrtc-video-{self.channel}",
-            transform,
-            deliver,
-            loop=self.loop,
-            max_pending=120,
-            on_close=transcoder.close,
+        self._video_worker = codec_worker(
+            f"webrtc-video-{self.channel}", transcoder, deliver, loop=self.loop, max_pending=120
         )
         log.info(
             "[webrtc %s] video %s is transcoded to H.264 constrained baseline",
@@ -355,20 +347,12 @@ class ChannelFeed:
         self.audio_path = AAC_TO_OPUS
         time_base = transcoder.time_base
 
-        def transform(item: tuple[bytes, int, Fraction]) -> list[EncodedAudio]:
-            return transcoder.feed(*item)
-
         def deliver(frames: list[EncodedAudio]) -> None:
             for frame in frames:
                 self._emit_audio(_packet(frame.payload, frame.pts, time_base))
 
-        self._audio_worker = Worker(
-            f"webrtc-audio-{self.channel}",
-            transform,
-            deliver,
-            loop=self.loop,
-            max_pending=200,
-            on_close=transcoder.close,
+        self._audio_worker = codec_worker(
+            f"webrtc-audio-{self.channel}", transcoder, deliver, loop=self.loop, max_pending=200
         )
 
     def _stop_audio_worker(self) -> None:

@@ -26,7 +26,7 @@ from bridge.media.units import AUDIO, VIDEO, MediaUnit, Track
 from bridge.sessions import PUBLISHER
 from bridge.transcode.audio import EncodedAudio, OpusToAac
 from bridge.transcode.video import EncodedVideo, VideoTranscoder
-from bridge.transcode.worker import Worker
+from bridge.transcode.worker import Worker, codec_worker
 from bridge.whip import aiortc_hooks
 from bridge.whip.peer import PeerSession, prefer_codecs
 
@@ -198,13 +198,12 @@ class WhipSession(PeerSession):
                 for frame in frames:
                     self._push_h264(frame.annexb, frame.pts)
 
-            self._video_worker = Worker(
+            self._video_worker = codec_worker(
                 f"whip-video-{self.channel}",
-                lambda item: transcoder.feed(*item),
+                transcoder,
                 deliver,
                 loop=asyncio.get_running_loop(),
                 max_pending=120,
-                on_close=transcoder.close,
             )
         return self._video_worker
 
@@ -228,13 +227,12 @@ class WhipSession(PeerSession):
                 for frame in frames:
                     self._push(MediaUnit(track, frame.pts, frame.pts, True, frame.payload))
 
-            self._audio_worker = Worker(
+            self._audio_worker = codec_worker(
                 f"whip-audio-{self.channel}",
-                lambda item: encoder.feed(*item),
+                encoder,
                 deliver,
                 loop=asyncio.get_running_loop(),
                 max_pending=200,
-                on_close=encoder.close,
             )
         return self._audio_worker
 
