@@ -18,6 +18,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 FFMPEG = "/usr/bin/ffmpeg"
 FFPROBE = "/usr/bin/ffprobe"
@@ -108,6 +109,21 @@ def raise_exit(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
+def exit_on_signals() -> None:
+    """Ctrl-C, SIGTERM and SIGHUP end the run through its cleanup (``finally`` stops every
+    process). A shell that starts us in the background leaves SIGINT ignored: take it back."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, raise_exit)
+    signal.signal(signal.SIGHUP, raise_exit)
+
+
+def require_tools(parser: Any, *tools: str) -> None:
+    """Stop with a usage error naming the first tool that is missing."""
+    for tool in (*tools, shutil.which("ss") or "/usr/bin/ss"):
+        if not os.path.exists(tool):
+            parser.error(f"{tool} is missing (apt-get install ffmpeg rtmpdump iproute2)")
+
+
 # ---------------------------------------------------------------- /proc readings
 
 
@@ -181,6 +197,22 @@ class Sock:
 
 
 _SS_ADDR = re.compile(r"^\S+\s+\S+\s+(\S+)\s+(\S+)\s*$")
+
+
+def socket_mbps(
+    before: dict[str, Sock], after: dict[str, Sock], publisher: str, seconds: float
+) -> tuple[float | None, list[float]]:
+    """Between two ``server_sockets`` readings: what the publisher's connection brought in,
+    and what each reader's connection had acknowledged, in Mbit/s."""
+    pub = None
+    if publisher in before and publisher in after:
+        pub = 8 * (after[publisher].received - before[publisher].received) / seconds / 1e6
+    readers = [
+        8 * (after[peer].acked - before[peer].acked) / seconds / 1e6
+        for peer in after
+        if peer != publisher and peer in before
+    ]
+    return pub, readers
 
 
 def server_sockets(port: int) -> dict[str, Sock]:

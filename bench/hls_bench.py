@@ -21,7 +21,6 @@ import asyncio
 import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -42,13 +41,13 @@ from common import (  # bench/common.py, next to this script
     all_cpu,
     cpu_seconds,
     describe,
+    exit_on_signals,
     free_port,
     listening,
     machine_times,
     make_source,
     process_tree,
     profile,
-    raise_exit,
     rss_kb,
     server_sockets,
     wait_for,
@@ -557,9 +556,7 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= args.repeats <= 20 or not 0 <= args.latency_window <= 600:
         parser.error("--repeats 1..20, --latency-window 0..600")
 
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, raise_exit)
-    signal.signal(signal.SIGHUP, raise_exit)
+    exit_on_signals()
     procs = Procs()
     work = Path(tempfile.mkdtemp(prefix="hls-bench-"))
     cpu: list[CpuRound] = []

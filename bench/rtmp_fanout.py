@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -41,15 +40,17 @@ from common import (  # bench/common.py, next to this script
     cpu_seconds,
     cpu_split,
     describe,
+    exit_on_signals,
     free_port,
     listening,
     machine_times,
     make_source,
     process_tree,
     profile,
-    raise_exit,
+    require_tools,
     rss_kb,
     server_sockets,
+    socket_mbps,
     start_bridge,
     wait_for,
 )
@@ -239,13 +240,9 @@ def run_round(
             f"{name} {ticks / CLK_TCK / elapsed:.2f}" for ticks, name in used[:4] if ticks > 0
         )
         result.alive = sum(1 for r in readers if r.poll() is None)
-        if pub_peer in s0 and pub_peer in s1:
-            result.pub_mbps = 8 * (s1[pub_peer].received - s0[pub_peer].received) / elapsed / 1e6
-        result.reader_mbps = [
-            8 * (s1[peer].acked - s0[peer].acked) / elapsed / 1e6
-            for peer in s1
-            if peer != pub_peer and peer in s0
-        ]
+        pub_mbps, result.reader_mbps = socket_mbps(s0, s1, pub_peer, elapsed)
+        if pub_mbps is not None:
+            result.pub_mbps = pub_mbps
         if kind == "bridge" and args.profile > 0:
             result.profile = profile(procs, work, server.proc.pid, args.profile, tag)
         procs.stop(readers)
@@ -362,14 +359,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--servers: bridge and/or nginx")
     if not 1 <= args.window <= 600 or not 0 <= args.settle <= 60 or not 0 <= args.profile <= 120:
         parser.error("--window 1..600, --settle 0..60, --profile 0..120")
-    for tool in (FFMPEG, RTMPDUMP, shutil.which("ss") or "/usr/bin/ss"):
-        if not os.path.exists(tool):
-            parser.error(f"{tool} is missing (apt-get install ffmpeg rtmpdump iproute2)")
+    require_tools(parser, FFMPEG, RTMPDUMP)
 
-    # A shell that starts us in the background leaves SIGINT ignored: take it back.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, raise_exit)
-    signal.signal(signal.SIGHUP, raise_exit)
+    exit_on_signals()
     procs = Procs()
     work = Path(tempfile.mkdtemp(prefix="rtmp-fanout-"))
     rounds: list[Round] = []

@@ -26,7 +26,6 @@ import fcntl
 import os
 import selectors
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -51,10 +50,11 @@ from common import (  # bench/common.py, next to this script
     cpu_seconds,
     cpu_split,
     describe,
+    exit_on_signals,
     machine_times,
     make_source,
     profile,
-    raise_exit,
+    require_tools,
     rss_kb,
     server_sockets,
     start_bridge,
@@ -682,14 +682,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--window 1..600, --latency-window 0..600")
     if not 0 <= args.settle <= 60 or not 0 <= args.profile <= 120:
         parser.error("--settle 0..60, --profile 0..120")
-    for tool in (FFMPEG, RTMPDUMP, STDBUF, shutil.which("ss") or "/usr/bin/ss"):
-        if not os.path.exists(tool):
-            parser.error(f"{tool} is missing (apt-get install ffmpeg rtmpdump iproute2)")
+    require_tools(parser, FFMPEG, RTMPDUMP, STDBUF)
 
-    # A shell that starts us in the background leaves SIGINT ignored: take it back.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, raise_exit)
-    signal.signal(signal.SIGHUP, raise_exit)
+    exit_on_signals()
     procs = Procs()
     hub = PipeHub()
     work = Path(tempfile.mkdtemp(prefix="rtmpt-overhead-"))

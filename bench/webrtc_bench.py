@@ -35,7 +35,6 @@ import json
 import os
 import platform
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -63,14 +62,16 @@ from common import (  # bench/common.py, next to this script
     all_cpu,
     cpu_seconds,
     cpu_split,
+    exit_on_signals,
     free_port,
     listening,
     machine_times,
     process_tree,
     profile,
-    raise_exit,
+    require_tools,
     rss_kb,
     server_sockets,
+    socket_mbps,
     wait_for,
 )
 from hls_bench import procs_start_env  # Popen with a given environment, tracked by Procs
@@ -798,13 +799,9 @@ def nginx_part(procs: Procs, work: Path, plan: Plan) -> NginxRound:
         out.usage = meter.stop()
         socks1 = server_sockets(server.port)
         span = out.usage.seconds
-        if pub_peer in socks0 and pub_peer in socks1:
-            out.pub_mbps = 8 * (socks1[pub_peer].received - socks0[pub_peer].received) / span / 1e6
-        out.reader_mbps = [
-            8 * (socks1[p].acked - socks0[p].acked) / span / 1e6
-            for p in socks1
-            if p != pub_peer and p in socks0
-        ]
+        pub_mbps, out.reader_mbps = socket_mbps(socks0, socks1, pub_peer, span)
+        if pub_mbps is not None:
+            out.pub_mbps = pub_mbps
     finally:
         procs.stop([*readers, server.proc])
         procs.extra_pids.difference_update(server.pids)
@@ -1190,13 +1187,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--nginx-readers 0..1000, --per-process 1..50")
     if not 30 <= plan.budget <= 3600 or not 0 <= args.profile <= 60:
         parser.error("--budget 30..3600, --profile 0..60")
-    for tool in (FFMPEG, RTMPDUMP, STDBUF, shutil.which("ss") or "/usr/bin/ss"):
-        if not os.path.exists(tool):
-            parser.error(f"{tool} is missing (apt-get install ffmpeg rtmpdump iproute2)")
+    require_tools(parser, FFMPEG, RTMPDUMP, STDBUF)
 
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, raise_exit)
-    signal.signal(signal.SIGHUP, raise_exit)
+    exit_on_signals()
     started = time.monotonic()
     deadline = started + plan.budget
     procs = Procs()
