@@ -10,6 +10,7 @@ import asyncio
 import fractions
 import socket
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiortc
 import av
@@ -186,9 +187,15 @@ class Pattern(MediaStreamTrack):
         return frame
 
 
-async def _connect(offerer: RTCPeerConnection, answerer: RTCPeerConnection) -> None:
+async def _connect(
+    offerer: RTCPeerConnection, answerer: RTCPeerConnection, encoded: Any = None
+) -> None:
+    """Offer and answer; ``encoded``, a receiver of the answerer, hands over encoded frames
+    (set between the offer and the answer, as the WHIP ingest does)."""
     await offerer.setLocalDescription(await offerer.createOffer())
     await answerer.setRemoteDescription(offerer.localDescription)
+    if encoded is not None:
+        aiortc_hooks.want_encoded_frames(encoded)
     await answerer.setLocalDescription(await answerer.createAnswer())
     await offerer.setRemoteDescription(answerer.localDescription)
 
@@ -219,11 +226,7 @@ async def test_encoded_h264_frames_and_keyframe_requests(
     sending = sender_pc.addTransceiver(Pattern(), direction="sendonly")
     prefer_codecs(sending, ["h264"])
     receiving = receiver_pc.addTransceiver("video", direction="recvonly")
-    await sender_pc.setLocalDescription(await sender_pc.createOffer())
-    await receiver_pc.setRemoteDescription(sender_pc.localDescription)
-    aiortc_hooks.want_encoded_frames(receiving.receiver)
-    await receiver_pc.setLocalDescription(await receiver_pc.createAnswer())
-    await sender_pc.setRemoteDescription(receiver_pc.localDescription)
+    await _connect(sender_pc, receiver_pc, encoded=receiving.receiver)
     for pc in pair:
         for candidate in pc.localDescription.sdp.splitlines():
             if candidate.startswith("a=candidate:"):
@@ -300,11 +303,7 @@ async def test_direct_sender_delivers_frames_and_keeps_aiortc_bookkeeping(
 
     aiortc_hooks.send_packets_directly(sending.sender, packer_for)
     receiving = receiver_pc.addTransceiver("video", direction="recvonly")
-    await sender_pc.setLocalDescription(await sender_pc.createOffer())
-    await receiver_pc.setRemoteDescription(sender_pc.localDescription)
-    aiortc_hooks.want_encoded_frames(receiving.receiver)
-    await receiver_pc.setLocalDescription(await receiver_pc.createAnswer())
-    await sender_pc.setRemoteDescription(receiver_pc.localDescription)
+    await _connect(sender_pc, receiver_pc, encoded=receiving.receiver)
     await _wait(lambda: sender_pc.connectionState == "connected")
 
     sps, pps = bytes.fromhex("6742c01e9a660280"), bytes.fromhex("68ce3c80")
