@@ -93,6 +93,15 @@ class WhipSession(PeerSession):
 
     def start(self, stream: Stream) -> None:
         self.stream = stream
+        # Announce the tracks, as an RTMP publisher's onMetaData does: HLS then waits for the
+        # first video keyframe instead of starting audio-only (Opus comes before it), and
+        # RTMP players learn the codecs (FLV ids: 7 H.264, 10 AAC) before the media.
+        values: dict[str, object] = {"encoder": "bridge WHIP ingest"}
+        if self._video_receiver.track is not None:
+            values["videocodecid"] = 7.0
+        if self._audio_receiver.track is not None:
+            values["audiocodecid"] = 10.0
+        stream.set_metadata(values)
 
     def prepare(self) -> None:
         for receiver in (self._video_receiver, self._audio_receiver):
